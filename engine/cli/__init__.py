@@ -1,6 +1,9 @@
 """The command line of ``main.py``: ``new``, ``import``, ``export``, ``sample``, ``train``,
 ``predict``, ``eval``.
 
+Modules: ``project_commands`` (new, sample), ``format_commands`` (import, export),
+``model_commands`` (train, predict, eval).
+
 Each group of subcommands lives in its own module that exposes ``register(subparsers)``; the
 parser built there sets ``func`` (a callable taking the parsed ``argparse.Namespace`` and
 returning an exit status). Modules are imported here, but heavy libraries (torch) are imported
@@ -30,12 +33,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from engine.cli import project_commands, model_commands
+    from engine.cli import format_commands, model_commands, project_commands
 
     parser = _Parser(prog="maskloop", description="Maskloop command line")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     project_commands.register(sub)
+    format_commands.register(sub)
     model_commands.register(sub)
     return parser
 
