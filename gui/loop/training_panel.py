@@ -1,0 +1,269 @@
+"""The Training dock: what to train and for how long, progress, live chart, log.
+
+A view only: it holds the user's choices and shows what the training controller tells it. The
+controller builds the engine's ``TrainConfig`` from :meth:`TrainingPanel.settings`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
+                               QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
+                               QToolButton, QVBoxLayout, QWidget)
+
+from gui.loop.chart import TrainingChart
+
+# The issue's four networks in the order a user should meet them; available_models() may add
+# more once torch is loaded (see set_models).
+MODEL_LABELS = {"unet": "U-Net", "fcn8s": "FCN-8s", "fcn16s": "FCN-16s", "fcn32s": "FCN-32s"}
+INIT_LABELS = {"last": "Continue from the last model", "pretrained": "Pretrained weights (ImageNet)",
+               "scratch": "From scratch"}
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(round(max(0.0, seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainingPanel(QWidget):
+    trainClicked = Signal()
+    stopClicked = Signal()
+    advancedOpened = Signal()  # the controller then asks a worker which devices exist
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._last_run: tuple[str, str] | None = None  # (run name, model name)
+        self._started_at = 0.0
+
+        self.model_combo = QComboBox()
+        self.model_combo.setToolTip("The network to train")
+        self.set_models(list(MODEL_LABELS))
+        self.init_combo = QComboBox()
+        self.init_combo.setToolTip("Where the weights start: the last trained model of this "
+                                   "project, ImageNet weights, or random")
+        self.budget_spin = QSpinBox()
+        self.budget_spin.setRange(1, 100_000)
+        self.budget_spin.setValue(5)
+        self.budget_unit = QComboBox()
+        self.budget_unit.addItem("minutes", "minutes")
+        self.budget_unit.addItem("epochs", "epochs")
+        self.budget_unit.setToolTip("Train for a time, or for a number of passes over the images")
+        budget = QHBoxLayout()
+        budget.setContentsMargins(0, 0, 0, 0)
+        budget.addWidget(self.budget_spin, 1)
+        budget.addWidget(self.budget_unit)
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_combo)
+        form.addRow("Start", self.init_combo)
+        form.addRow("Budget", budget)
+
+        # Advanced: hidden until asked for, and only then does a worker look for GPUs.
+        self.advanced_button = QToolButton()
+        self.advanced_button.setText("Advanced")
+        self.advanced_button.setCheckable(True)
+        self.advanced_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_button.setAutoRaise(True)
+        self.advanced_box = QGroupBox()
+        self.batch_spin = self._auto_spin(0, 1024, "Images per step; lower it when memory runs out")
+        self.crop_spin = self._auto_spin(0, 4096, "Side of the random training crops in pixels; "
+                                         "lower it when memory runs out")
+        self.crop_spin.setSingleStep(32)
+        self.lr_spin = QDoubleSpinBox()
+        self.lr_spin.setDecimals(5)
+        self.lr_spin.setRange(0.0, 1.0)
+        self.lr_spin.setSingleStep(0.0001)
+        self.lr_spin.setSpecialValueText("auto")
+        self.lr_spin.setToolTip("Learning rate of AdamW")
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("Automatic (GPU when there is one)", "auto")
+        self.device_combo.setToolTip("Where training runs")
+        adv = QFormLayout(self.advanced_box)
+        adv.addRow("Batch size", self.batch_spin)
+        adv.addRow("Crop size", self.crop_spin)
+        adv.addRow("Learning rate", self.lr_spin)
+        adv.addRow("Device", self.device_combo)
+        self.advanced_box.setVisible(False)
+        self.advanced_button.toggled.connect(self._toggle_advanced)
+
+        self.train_button = QPushButton("Train")
+        self.train_button.setToolTip("Train a model on the labeled images (Ctrl+T)")
+        self.train_button.setDefault(True)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop training and keep the last checkpoint (Ctrl+Shift+T)")
+        self.stop_button.setEnabled(False)
+        self.train_button.clicked.connect(self.trainClicked)
+        self.stop_button.clicked.connect(self.stopClicked)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.train_button, 1)
+        buttons.addWidget(self.stop_button, 1)
+
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setValue(0)
+        self.progress.setFormat("")
+        self.progress.setTextVisible(True)
+        self.status_label = QLabel("Not trained yet.")
+        self.status_label.setWordWrap(True)
+        self.chart = TrainingChart()
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(2000)
+        self.log.setPlaceholderText("One line per epoch appears here.")
+        self.log.setMinimumHeight(60)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.advanced_button)
+        layout.addWidget(self.advanced_box)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status_label)
+        layout.addWidget(self.chart, 3)
+        layout.addWidget(self.log, 2)
+        self.model_combo.currentIndexChanged.connect(self._refresh_init)
+        self._refresh_init()
+
+    @staticmethod
+    def _auto_spin(low: int, high: int, tip: str) -> QSpinBox:
+        spin = QSpinBox()
+        spin.setRange(low, high)
+        spin.setSpecialValueText("auto")  # shown at the minimum: the engine picks
+        spin.setToolTip(tip)
+        return spin
+
+    # -- choices ---------------------------------------------------------------------------------
+
+    def set_models(self, names: list[str]) -> None:
+        """Fill the model list (U-Net first, as the default), keeping the current choice."""
+        current = self.model_combo.currentData()
+        order = [n for n in MODEL_LABELS if n in names] + sorted(n for n in names if n not in MODEL_LABELS)
+        self.model_combo.blockSignals(True)
+        self.model_combo.clear()
+        for name in order:
+            self.model_combo.addItem(MODEL_LABELS.get(name, name), name)
+        index = self.model_combo.findData(current)
+        self.model_combo.setCurrentIndex(max(0, index))
+        self.model_combo.blockSignals(False)
+
+    def set_devices(self, devices: list[tuple[str, str]]) -> None:
+        """``devices``: (value for TrainConfig.device, label), e.g. ("cuda:0", "GPU: NVIDIA ...")."""
+        current = self.device_combo.currentData()
+        self.device_combo.clear()
+        for value, label in devices:
+            self.device_combo.addItem(label, value)
+        self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(current)))
+
+    def set_last_run(self, run: str | None, model: str | None) -> None:
+        """The newest finished run: "continue from the last model" becomes the default."""
+        self._last_run = (run, model or "") if run else None
+        if run and model:
+            self.select_model(model)
+        self._refresh_init(prefer_last=True)
+
+    def select_model(self, model: str) -> None:
+        index = self.model_combo.findData(model)
+        if index >= 0:
+            self.model_combo.setCurrentIndex(index)
+
+    def _refresh_init(self, *_args, prefer_last: bool = False) -> None:
+        current = self.init_combo.currentData()
+        self.init_combo.blockSignals(True)
+        self.init_combo.clear()
+        last_fits = self._last_run is not None and self._last_run[1] == self.model_combo.currentData()
+        if last_fits:
+            self.init_combo.addItem(f"{INIT_LABELS['last']} ({self._last_run[0]})", "last")
+        self.init_combo.addItem(INIT_LABELS["pretrained"], "pretrained")
+        self.init_combo.addItem(INIT_LABELS["scratch"], "scratch")
+        wanted = "last" if (last_fits and (prefer_last or current in (None, "last"))) else current
+        index = self.init_combo.findData(wanted)
+        self.init_combo.setCurrentIndex(index if index >= 0 else 0)
+        self.init_combo.blockSignals(False)
+
+    def _toggle_advanced(self, shown: bool) -> None:
+        self.advanced_box.setVisible(shown)
+        self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        if shown:
+            self.advancedOpened.emit()
+
+    def settings(self) -> dict:
+        """The user's choices as TrainConfig keywords (None: the engine decides)."""
+        unit = self.budget_unit.currentData()
+        return {
+            "model": self.model_combo.currentData(),
+            "init": self.init_combo.currentData(),
+            "epochs": self.budget_spin.value() if unit == "epochs" else None,
+            "minutes": float(self.budget_spin.value()) if unit == "minutes" else None,
+            "batch_size": self.batch_spin.value() or None,
+            "crop": self.crop_spin.value() or None,
+            "lr": self.lr_spin.value() or None,
+            "device": self.device_combo.currentData() or "auto",
+        }
+
+    def apply_settings(self, saved: dict) -> None:
+        """Restore choices remembered in the project (unknown keys and values are ignored)."""
+        if saved.get("model"):
+            self.select_model(saved["model"])
+        if saved.get("epochs"):
+            self.budget_unit.setCurrentIndex(self.budget_unit.findData("epochs"))
+            self.budget_spin.setValue(int(saved["epochs"]))
+        elif saved.get("minutes"):
+            self.budget_unit.setCurrentIndex(self.budget_unit.findData("minutes"))
+            self.budget_spin.setValue(max(1, int(round(saved["minutes"]))))
+        self.batch_spin.setValue(int(saved.get("batch_size") or 0))
+        self.crop_spin.setValue(int(saved.get("crop") or 0))
+        self.lr_spin.setValue(float(saved.get("lr") or 0.0))
+        if saved.get("init") in ("pretrained", "scratch"):
+            index = self.init_combo.findData(saved["init"])
+            if index >= 0:
+                self.init_combo.setCurrentIndex(index)
+
+    # -- progress ---------------------------------------------------------------------------------
+
+    def set_running(self, running: bool) -> None:
+        for widget in (self.model_combo, self.init_combo, self.budget_spin, self.budget_unit,
+                       self.advanced_box):
+            widget.setEnabled(not running)
+        self.train_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+        if running:
+            self._started_at = time.monotonic()
+            self.chart.clear()
+            self.progress.setValue(0)
+            self.progress.setFormat("starting…")
+            self.status_label.setText("Preparing the images and the model…")
+
+    def show_started(self, device_name: str, num_train: int, num_val: int) -> None:
+        self.status_label.setText(f"Training on {device_name}: {num_train} image(s) for training, "
+                                  f"{num_val} for validation.")
+        self.progress.setFormat("%p%")
+
+    def show_step(self, step: int, epoch: int, loss: float, images_per_s: float, progress: float,
+                  eta_s: float | None) -> None:
+        self.progress.setValue(int(round(1000 * min(max(progress, 0.0), 1.0))))
+        self.progress.setFormat(f"%p%  ·  {format_duration(eta_s)} left")
+        self.status_label.setText(f"Epoch {epoch}, step {step}: loss {loss:.4f}, "
+                                  f"{images_per_s:.1f} images/s")
+
+    def show_epoch_line(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def show_done(self, text: str) -> None:
+        self.progress.setValue(self.progress.maximum())
+        self.progress.setFormat("done")
+        self.status_label.setText(text)
+
+    def show_stopped_or_failed(self, text: str) -> None:
+        self.progress.setFormat("stopped")
+        self.status_label.setText(text)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started_at
