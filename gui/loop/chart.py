@@ -18,12 +18,12 @@ IOU_COLOR = QColor(230, 110, 20)
 MAX_POINTS = 2000  # older loss points are thinned out so that a long run paints in no time
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 x 10^k not below ``value`` (a round top for the axis)."""
+def _nice_ceiling(value: float, steps: tuple[float, ...] = (1.0, 2.0, 2.5, 5.0, 10.0)) -> float:
+    """The smallest of ``steps`` x 10^k not below ``value`` (a round top for an axis)."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
     exp = math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+    for step in steps:
         top = step * 10 ** exp
         if top >= value * 0.999:
             return top
@@ -31,7 +31,8 @@ def _nice_ceiling(value: float) -> float:
 
 
 class TrainingChart(QWidget):
-    """Training loss per step (thin line), its epoch means (dots) and validation IoU per epoch."""
+    """Training loss per step (thin line), its epoch means (dots) and validation IoU per epoch,
+    against the step count."""
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -40,7 +41,7 @@ class TrainingChart(QWidget):
         self.clear()
 
     def clear(self) -> None:
-        self._loss: list[tuple[float, float]] = []   # (epoch position, loss) per step
+        self._loss: list[tuple[float, float]] = []   # (step, loss)
         self._epoch_loss: list[tuple[float, float]] = []
         self._iou: list[tuple[float, float]] = []
         self._x_max = 1.0
@@ -49,7 +50,7 @@ class TrainingChart(QWidget):
     # -- data -----------------------------------------------------------------------------------
 
     def add_step(self, x: float, loss: float) -> None:
-        """A training step at ``x`` epochs (fractional) with its loss."""
+        """The loss of training step ``x``."""
         if not math.isfinite(loss):
             return
         self._loss.append((x, loss))
@@ -60,13 +61,16 @@ class TrainingChart(QWidget):
         self._x_max = max(self._x_max, x)
         self.update()
 
-    def add_epoch(self, epoch: float, train_loss: float | None, val_iou: float | None) -> None:
-        """The end of epoch ``epoch`` (1-based): mean training loss and validation IoU."""
+    def add_epoch(self, x: float, train_loss: float | None, val_iou: float | None) -> None:
+        """An epoch that ended at step ``x``: its mean training loss and validation IoU.
+
+        The x axis counts steps, not epochs: under a time budget the number of steps in an
+        epoch is not known in advance, and a step is what the loss curve is made of."""
         if train_loss is not None and math.isfinite(train_loss):
-            self._epoch_loss.append((epoch, train_loss))
+            self._epoch_loss.append((x, train_loss))
         if val_iou is not None and math.isfinite(val_iou):
-            self._iou.append((epoch, val_iou))
-        self._x_max = max(self._x_max, epoch)
+            self._iou.append((x, val_iou))
+        self._x_max = max(self._x_max, x)
         self.update()
 
     @property
@@ -99,8 +103,9 @@ class TrainingChart(QWidget):
                       max(10, self.height() - top - bottom))
 
         losses = [v for _, v in self._loss] + [v for _, v in self._epoch_loss]
-        loss_top = _nice_ceiling(max(losses) if losses else 1.0)
-        x_top = max(1.0, math.ceil(self._x_max))
+        # Tops whose quarters are round numbers too (0.4 -> 0.1, 0.2, 0.3).
+        loss_top = _nice_ceiling(max(losses) if losses else 1.0, (1.0, 2.0, 4.0, 6.0, 8.0, 10.0))
+        x_top = _nice_ceiling(max(1.0, self._x_max))
 
         def px(x: float) -> float:
             return plot.left() + plot.width() * x / x_top
@@ -126,15 +131,18 @@ class TrainingChart(QWidget):
         painter.drawLine(plot.bottomLeft(), plot.topLeft())
         painter.drawLine(plot.bottomRight(), plot.topRight())
 
-        # Epoch ticks: at most about eight labels whatever the number of epochs.
-        every = max(1, math.ceil(x_top / 8))
-        for e in range(0, int(x_top) + 1, every):
-            x = px(e)
+        # Step ticks: about five round labels whatever the length of the run.
+        every = max(1.0, _nice_ceiling(x_top / 5))
+        tick = 0.0
+        while tick <= x_top * 1.0001:
+            x = px(tick)
             painter.drawLine(QPointF(x, plot.bottom()), QPointF(x, plot.bottom() + 3))
-            painter.drawText(QRectF(x - 20, plot.bottom() + 3, 40, fm.height()),
-                             Qt.AlignmentFlag.AlignHCenter, str(e))
+            if tick < x_top * 0.9:  # the last label would run into "step"
+                painter.drawText(QRectF(x - 30, plot.bottom() + 3, 60, fm.height()),
+                                 Qt.AlignmentFlag.AlignHCenter, f"{tick:g}")
+            tick += every
         painter.drawText(QRectF(plot.left(), plot.bottom() + 3, plot.width(), fm.height() + 4),
-                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignBottom, "epoch")
+                         Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, "step")
 
         # Legend above the plot.
         painter.setPen(LOSS_COLOR)

@@ -7,6 +7,7 @@ A view only; the model controller fills it and does the work in workers.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
@@ -16,6 +17,12 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 from gui.loop.training_panel import MODEL_LABELS
 
 RUN_COLUMNS = ("", "Run", "Model", "Val. mIoU", "Status", "Created")
+
+
+def usable_run(run) -> bool:
+    """A run that can predict: it ended (finished or stopped) and its checkpoint is there."""
+    return (run.status != "running" and run.checkpoint is not None
+            and Path(run.checkpoint).is_file())
 
 
 def mean_iou(metrics: dict | None) -> float | None:
@@ -126,7 +133,7 @@ class ModelPanel(QWidget):
         for run in reversed(runs):
             row = table.rowCount()
             table.insertRow(row)
-            usable = run.checkpoint is not None
+            usable = usable_run(run)
             values = ["●" if run.name == active else "", run.name,
                       MODEL_LABELS.get(run.model, run.model), _fmt(mean_iou(run.metrics)),
                       run.status, str(run.created)[:16].replace("T", " ")]

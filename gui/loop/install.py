@@ -1,0 +1,169 @@
+"""Plugs the training and prediction loop into E's main window: docks, actions, menus.
+
+``install_loop(window)`` is called once at the end of ``MainWindow.__init__`` and only uses the
+window API agreed in ARCHITECTURE.md (project, current image, canvas prediction layer, document,
+flush_labels, image panel, menus, close guards, show_error, status_message). Nothing here
+imports torch: the first training or prediction does, in its worker's thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QWidget
+
+from gui.loop.model_controller import EXPORT_FORMATS, ModelController
+from gui.loop.model_panel import ModelPanel
+from gui.loop.prediction_controller import PredictionController
+from gui.loop.prediction_panel import PredictionPanel
+from gui.loop.training_controller import TrainingController
+from gui.loop.training_panel import TrainingPanel
+
+
+@dataclass
+class Loop:
+    """Everything install_loop added, kept on ``window.loop`` (tests and E's code reach it there)."""
+
+    training: TrainingController
+    predictions: PredictionController
+    models: ModelController
+    training_panel: TrainingPanel
+    prediction_panel: PredictionPanel
+    model_panel: ModelPanel
+    docks: dict[str, QDockWidget]
+    actions: dict[str, QAction]
+
+    def shutdown(self) -> None:
+        """Stop every job and wait for its thread (the window is closing)."""
+        self.training.shutdown()
+        self.predictions.shutdown()
+        self.models.shutdown()
+
+
+def _dock(window, title: str, name: str, widget: QWidget) -> QDockWidget:
+    dock = QDockWidget(title, window)
+    dock.setObjectName(name)  # saveState/restoreState find docks by object name
+    dock.setWidget(widget)
+    dock.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea)
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    return dock
+
+
+def _action(window, text: str, slot, shortcuts=(), tip: str = "", checkable: bool = False) -> QAction:
+    action = QAction(text, window)
+    if shortcuts:
+        action.setShortcuts([QKeySequence(s) for s in shortcuts])
+    if tip:
+        action.setStatusTip(tip)
+        action.setToolTip(tip)
+    action.setCheckable(checkable)
+    action.triggered.connect(slot)
+    window.addAction(action)  # shortcuts work wherever focus is in the window, menus or not
+    return action
+
+
+def install_loop(window) -> Loop:
+    training_panel = TrainingPanel()
+    prediction_panel = PredictionPanel()
+    model_panel = ModelPanel()
+    training = TrainingController(window, training_panel)
+    predictions = PredictionController(window, prediction_panel)
+    models = ModelController(window, model_panel)
+
+    docks = {
+        "training": _dock(window, "Training", "loopTrainingDock", training_panel),
+        "prediction": _dock(window, "Prediction", "loopPredictionDock", prediction_panel),
+        "models": _dock(window, "Models", "loopModelsDock", model_panel),
+    }
+    window.tabifyDockWidget(docks["training"], docks["models"])
+    docks["training"].raise_()
+
+    act = {}
+    act["train"] = _action(window, "&Train", training.toggle, ["Ctrl+T"],
+                           "Train a model on the labeled images (Ctrl+T again stops)")
+    act["stop"] = _action(window, "&Stop training", training.stop, ["Ctrl+Shift+T"],
+                          "Stop training; the last checkpoint is kept")
+    act["stop"].setEnabled(False)
+    act["predict_all"] = _action(window, "&Predict all images", predictions.predict_all,
+                                 ["Ctrl+P"], "Predict every image with the active model")
+    act["show_prediction"] = _action(window, "Show &prediction", lambda on: prediction_panel.show_check.setChecked(on),
+                                     ["H"], "Show or hide the prediction overlay", checkable=True)
+    act["show_prediction"].setChecked(prediction_panel.show_check.isChecked())
+    prediction_panel.show_check.toggled.connect(act["show_prediction"].setChecked)
+    act["confidence"] = _action(window, "&Confidence heat map",
+                                lambda on: prediction_panel.confidence_check.setChecked(on),
+                                tip="Shade the pixels the model is unsure of", checkable=True)
+    prediction_panel.confidence_check.toggled.connect(act["confidence"].setChecked)
+    act["accept"] = _action(window, "&Accept prediction", predictions.accept_all,
+                            ["Return", "Enter"],
+                            "Copy the prediction into the unlabeled pixels of this image")
+    act["accept"].setEnabled(False)
+    predictions.availableChanged.connect(act["accept"].setEnabled)
+    predictions.availableChanged.connect(prediction_panel.accept_button.setEnabled)
+    prediction_panel.accept_button.setEnabled(False)
+    act["label_next"] = _action(window, "&Label next", predictions.label_next, ["N"],
+                                "Go to the image the model is least sure of")
+    act["sort_uncertainty"] = _action(window, "Sort images by &uncertainty",
+                                      lambda: window.image_panel.set_sort("uncertainty"),
+                                      tip="Most uncertain images first")
+    act["compare"] = _action(window, "&Compare selected runs",
+                             lambda: models.compare(model_panel.selected_runs()),
+                             tip="Per-class IoU of the selected runs on the same images")
+    for fmt, (text, _, _) in EXPORT_FORMATS.items():
+        act[f"export_{fmt}"] = _action(window, text, lambda _=False, f=fmt: models.ask_export(f),
+                                       tip=f"Export the active model as {fmt}")
+
+    menu = window.menu("&Model")
+    for key in ("train", "stop", None, "predict_all", "accept", "label_next", None, "compare"):
+        menu.addSeparator() if key is None else menu.addAction(act[key])
+    export_menu = menu.addMenu("&Export active model")
+    for fmt in EXPORT_FORMATS:
+        export_menu.addAction(act[f"export_{fmt}"])
+    view = window.menu("&View")
+    view.addSeparator()
+    for key in ("show_prediction", "confidence", "sort_uncertainty"):
+        view.addAction(act[key])
+    for dock in docks.values():
+        view.addAction(dock.toggleViewAction())
+    toolbar = getattr(window, "toolbar", None)
+    if toolbar is not None:
+        toolbar.addSeparator()
+        for key in ("train", "stop", "predict_all", "label_next"):
+            toolbar.addAction(act[key])
+
+    def running_changed(running: bool) -> None:
+        act["stop"].setEnabled(running)
+        act["train"].setText("&Stop training" if running else "&Train")
+
+    training.runningChanged.connect(running_changed)
+    training.trainingFinished.connect(models.training_finished)
+    models.activeChanged.connect(lambda run, ckpt: _active_changed(predictions, run, ckpt))
+    training.checkpointSaved.connect(
+        lambda path: predictions.predict_current(path, None, store=False)
+        if prediction_panel.after_epoch_check.isChecked() else None)
+
+    def project_changed(project) -> None:
+        loop.shutdown()  # jobs hold the old project; they must not outlive it
+        training.project_changed(project)
+        models.refresh()
+        predictions.image_changed()
+        for key in ("train", "predict_all", "label_next", "compare"):
+            act[key].setEnabled(project is not None)
+
+    window.projectChanged.connect(project_changed)
+    loop = Loop(training, predictions, models, training_panel, prediction_panel, model_panel,
+                docks, act)
+    window.loop = loop
+    project_changed(window.project)
+    return loop
+
+
+def _active_changed(predictions: PredictionController, run, checkpoint) -> None:
+    had = predictions.active_checkpoint
+    predictions.set_active(run, checkpoint)
+    # A different model than the one set before: show what it thinks of the current image.
+    # (At start-up, with nothing set before, the stored predictions are shown as they are.)
+    if had is not None and checkpoint is not None and had != predictions.active_checkpoint:
+        predictions.predict_current()

@@ -1,0 +1,226 @@
+"""The Models dock's logic: which run predicts, comparing runs, exporting the active model.
+
+The active run is kept in the project's settings (``active_run``), so it survives a restart;
+without one, the newest finished run is active.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from gui.loop.model_panel import ModelPanel, usable_run
+from gui.loop.worker import Worker, training_threads
+
+ACTIVE_KEY = "active_run"
+EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
+    "checkpoint": ("Checkpoint (.pt)…", "Maskloop checkpoint (*.pt)", ".pt"),
+    "torchscript": ("TorchScript (.pt)…", "TorchScript (*.pt)", ".pt"),
+    "onnx": ("ONNX (.onnx)…", "ONNX (*.onnx)", ".onnx"),
+}
+
+
+def validation_names(run) -> list[str] | None:
+    """The validation images a run recorded (by name), or None where it recorded none."""
+    for source in (run.metrics, run.config):
+        if not isinstance(source, dict):
+            continue
+        for key in ("val_images", "validation_images"):
+            names = source.get(key)
+            if isinstance(names, list) and names:
+                return [str(n) for n in names]
+    return None
+
+
+def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.ndarray]],
+                  class_names: list[str]):
+    """Worker job factory: each checkpoint predicts the same images; per-class IoU and Dice of
+    the labeled pixels (``engine.metrics``). Emits ``(done, total)`` after each prediction."""
+
+    def job(emit, stop):
+        import torch
+
+        from engine.imageio import read_image
+        from engine.inference import Predictor
+        from engine.metrics import confusion_matrix, metrics_from_confusion
+
+        torch.set_num_threads(training_threads())
+        k = len(class_names)
+        total, done = len(checkpoints) * len(examples), 0
+        images: dict[Path, np.ndarray] = {}
+        results: dict[str, dict] = {}
+        for run, checkpoint in checkpoints.items():
+            predictor = Predictor.from_checkpoint(checkpoint)
+            cm = np.zeros((k, k), np.int64)
+            for path, label in examples:
+                if stop.is_set():
+                    return results
+                if path not in images:
+                    images[path] = read_image(path)
+                pred = predictor.predict(images[path]).classmap
+                cm += confusion_matrix(pred, label, k)
+                done += 1
+                emit((done, total))
+            results[run] = metrics_from_confusion(cm, class_names)
+        return results
+
+    return job
+
+
+class ModelController(QObject):
+    """Signal ``activeChanged(run, checkpoint)``: the model predictions now come from."""
+
+    activeChanged = Signal(object, object)
+    comparisonShown = Signal(dict)
+
+    def __init__(self, window, panel: ModelPanel):
+        super().__init__(window)
+        self.window = window
+        self.panel = panel
+        self.compare_worker: Worker | None = None
+        self.export_worker: Worker | None = None
+        panel.activateRequested.connect(self.activate)
+        panel.compareRequested.connect(self.compare)
+        panel.exportRequested.connect(self.ask_export)
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def active_run(self):
+        """The RunRecord that predicts, or None when the project has no usable model."""
+        project = self.window.project
+        if project is None:
+            return None
+        usable = {r.name: r for r in project.runs() if usable_run(r)}
+        chosen = project.get_setting(ACTIVE_KEY, None)
+        if chosen in usable:
+            return usable[chosen]
+        return project.last_run()
+
+    def refresh(self) -> None:
+        project = self.window.project
+        if project is None:
+            self.panel.set_runs([], None)
+            self.activeChanged.emit(None, None)
+            return
+        active = self.active_run()
+        self.panel.set_runs(project.runs(), active.name if active else None)
+        self.activeChanged.emit(active.name if active else None,
+                                active.checkpoint if active else None)
+
+    def activate(self, run: str) -> None:
+        project = self.window.project
+        if project is None:
+            return
+        if not getattr(project, "readonly", False):
+            project.set_setting(ACTIVE_KEY, run)
+        self.refresh()
+        self.window.status_message(f"Predictions now come from {run}.")
+
+    def training_finished(self, result) -> None:
+        """A new run is the natural model to predict with: make it active."""
+        if getattr(result, "run", None):
+            self.activate(result.run)
+        else:
+            self.refresh()
+
+    # -- comparison --------------------------------------------------------------------------------
+
+    def compare(self, runs: list[str]) -> bool:
+        project = self.window.project
+        if project is None or not runs or (self.compare_worker and self.compare_worker.is_running()):
+            return False
+        records = {r.name: r for r in project.runs() if usable_run(r)}
+        checkpoints = {name: records[name].checkpoint for name in runs if name in records}
+        if not checkpoints:
+            return False
+        self.window.flush_labels()
+        by_name = {r.name: r for r in project.labeled_images()}
+        # The same images for every run: those the newest chosen run held out for validation;
+        # runs that recorded no split are compared on every labeled image.
+        newest = max((records[n] for n in checkpoints), key=lambda r: r.created)
+        names = [n for n in (validation_names(newest) or []) if n in by_name]
+        if names:
+            chosen = [by_name[n] for n in names]
+            note = (f"On the {len(chosen)} validation image(s) of {newest.name}, labeled pixels "
+                    f"only. Best of each row in bold.")
+        else:
+            chosen = list(by_name.values())
+            note = (f"On all {len(chosen)} labeled image(s), labeled pixels only (the runs "
+                    f"recorded no validation split, so this includes images they trained on).")
+        if not chosen:
+            self.window.show_error("Nothing to compare on", "No image has labels yet: label "
+                                   "some pixels, then compare.")
+            return False
+        examples = [(project.image_path(r.id), project.read_label(r.id)) for r in chosen]
+        class_names = [c.name for c in project.classes]
+        worker = Worker(evaluate_runs(checkpoints, examples, class_names), "compare")
+        worker.event.connect(lambda e: self.panel.set_busy(
+            True, f"Evaluating… {e[0]} of {e[1]} predictions"))
+        worker.finished.connect(lambda results: self._compared(results, class_names, note))
+        worker.failed.connect(lambda m, log: self.window.show_error("Comparison failed", m,
+                                                                     details=log or None))
+        worker.done.connect(self._compare_done)
+        self.panel.set_busy(True, f"Evaluating {len(checkpoints)} run(s) on {len(chosen)} image(s)…")
+        self.compare_worker = worker.start()
+        return True
+
+    def _compared(self, results: dict, class_names: list[str], note: str) -> None:
+        self.panel.show_comparison(results, class_names, note)
+        self.comparisonShown.emit(results)
+
+    def _compare_done(self) -> None:
+        self.compare_worker = None
+        self.panel.set_busy(False)
+
+    # -- export -----------------------------------------------------------------------------------
+
+    def ask_export(self, fmt: str | None = None) -> None:
+        active = self.active_run()
+        if active is None:
+            self.window.show_error("No model to export", "Train a model first (Ctrl+T).")
+            return
+        if fmt is None:
+            labels = [EXPORT_FORMATS[f][0].rstrip("…") for f in EXPORT_FORMATS]
+            label, ok = QInputDialog.getItem(self.window, "Export model",
+                                             f"Export {active.name} as:", labels, 0, False)
+            if not ok:
+                return
+            fmt = list(EXPORT_FORMATS)[labels.index(label)]
+        _, file_filter, suffix = EXPORT_FORMATS[fmt]
+        default = str(Path.home() / f"{active.name}-{active.model}{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self.window, f"Export {active.name}", default, file_filter)
+        if path:
+            self.export(fmt, Path(path))
+
+    def export(self, fmt: str, out_path: Path) -> bool:
+        active = self.active_run()
+        if active is None or (self.export_worker and self.export_worker.is_running()):
+            return False
+        checkpoint = active.checkpoint
+
+        def job(emit, stop):
+            from engine.model_export import export_model
+
+            return export_model(checkpoint, fmt, out_path)
+
+        worker = Worker(job, "export")
+        worker.finished.connect(lambda _r: self.window.status_message(
+            f"Exported {active.name} to {out_path}.", 10_000))
+        worker.failed.connect(lambda m, log: self.window.show_error("Export failed", m,
+                                                                     details=log or None))
+        worker.done.connect(self._export_done)
+        self.window.status_message(f"Exporting {active.name} as {fmt}…")
+        self.export_worker = worker.start()
+        return True
+
+    def _export_done(self) -> None:
+        self.export_worker = None
+
+    def shutdown(self, msecs: int = 15_000) -> None:
+        for worker in (self.compare_worker, self.export_worker):
+            if worker is not None and worker.is_running():
+                worker.cancel()
+                worker.wait(msecs)

@@ -1,0 +1,300 @@
+"""Predictions in the window: show the current image's, refresh it with a new model, predict
+every image in the background, accept predictions into the labels, jump to the next image.
+
+The arithmetic of accepting and choosing lives in :mod:`gui.loop.predictions` (plain numpy);
+the networks run in :class:`~gui.loop.worker.Worker` threads through ``engine.inference``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from gui.loop.prediction_panel import PredictionPanel
+from gui.loop.predictions import accept_unlabeled, pick_next, region_at
+from gui.loop.worker import Worker, training_threads
+
+
+def confidence_to_u8(confidence: np.ndarray) -> np.ndarray:
+    """The store keeps confidence as 0..255; the predictor gives 0..1 floats."""
+    if confidence.dtype == np.uint8:
+        return confidence
+    return np.clip(np.rint(confidence * 255.0), 0, 255).astype(np.uint8)
+
+
+def _predict_one(checkpoint: Path, image_path: Path):
+    """Worker job factory: one image through the checkpoint's network."""
+
+    def job(emit, stop):
+        import torch
+
+        from engine.imageio import read_image
+        from engine.inference import Predictor
+
+        torch.set_num_threads(training_threads())
+        image = read_image(image_path)
+        if stop.is_set():
+            return None
+        return Predictor.from_checkpoint(checkpoint).predict(image)
+
+    return job
+
+
+class PredictionController(QObject):
+    """Signal ``predictionShown(image_id)`` once a prediction is on the canvas (tests wait on it)."""
+
+    predictionShown = Signal(int)
+    availableChanged = Signal(bool)  # whether the current image has a prediction to accept
+    predictAllFinished = Signal()
+
+    def __init__(self, window, panel: PredictionPanel):
+        super().__init__(window)
+        self.window = window
+        self.panel = panel
+        # What the canvas shows: (image id, class map, confidence 0..255), or None.
+        self.shown: tuple[int, np.ndarray, np.ndarray] | None = None
+        self.one_worker: Worker | None = None
+        self.all_worker: Worker | None = None
+        self._pending: tuple[Path, str | None] | None = None  # a request that came while busy
+        self._all_total = 0
+        self._all_done = 0
+        self.active_checkpoint: tuple[str | None, Path] | None = None  # (run, checkpoint)
+
+        canvas = window.canvas
+        panel.visibleToggled.connect(canvas.set_prediction_visible)
+        panel.opacityChanged.connect(canvas.set_prediction_opacity)
+        panel.confidenceToggled.connect(canvas.set_confidence_visible)
+        panel.predictAllClicked.connect(self.predict_all)
+        panel.stopClicked.connect(self.stop_all)
+        panel.acceptClicked.connect(self.accept_all)
+        panel.labelNextClicked.connect(self.label_next)
+        canvas.set_prediction_opacity(panel.opacity)
+        canvas.ctrlClicked.connect(self.accept_region)
+        window.currentImageChanged.connect(self.image_changed)
+
+    # -- showing -----------------------------------------------------------------------------------
+
+    def image_changed(self, image_id: int | None = None) -> None:
+        """Show the stored prediction of the current image (or none)."""
+        project = self.window.project
+        image_id = self.window.current_image_id() if image_id is None else image_id
+        stored = None
+        if project is not None and image_id is not None:
+            stored = project.read_prediction(image_id)
+        if stored is None:
+            self._show(None)
+            self.panel.info_label.setText("No prediction for this image yet: train a model, "
+                                          "or press Predict all." if project else "")
+            return
+        classmap, confidence = stored
+        self._show((image_id, classmap, confidence))
+        record = project.image(image_id)
+        unc = f", uncertainty {record.uncertainty:.3f}" if record.uncertainty is not None else ""
+        self.panel.info_label.setText(f"Prediction of {record.prediction_run or 'a model'}{unc}.")
+
+    def _show(self, shown: tuple[int, np.ndarray, np.ndarray] | None) -> None:
+        self.shown = shown
+        self.availableChanged.emit(shown is not None)
+        if shown is None:
+            self.window.canvas.set_prediction(None, None)
+            return
+        image_id, classmap, confidence = shown
+        self.window.canvas.set_prediction(classmap, confidence)
+        self.window.canvas.set_prediction_visible(self.panel.show_check.isChecked())
+        self.predictionShown.emit(image_id)
+
+    def toggle_visible(self) -> None:
+        """H: show or hide the prediction overlay."""
+        self.panel.show_check.toggle()
+
+    # -- the current image with a (new) model ------------------------------------------------------
+
+    def set_active(self, run: str | None, checkpoint: Path | None) -> None:
+        self.active_checkpoint = (run, Path(checkpoint)) if checkpoint else None
+
+    def predict_current(self, checkpoint: Path | None = None, run: str | None = None,
+                        store: bool = True) -> bool:
+        """Predict the current image in a worker; the result is shown, and stored when ``store``.
+
+        A request while one runs replaces any waiting one: only the newest model matters."""
+        project, image_id = self.window.project, self.window.current_image_id()
+        if checkpoint is None and self.active_checkpoint is not None:
+            run, checkpoint = self.active_checkpoint
+        if project is None or image_id is None or checkpoint is None:
+            return False
+        if self.one_worker is not None and self.one_worker.is_running():
+            self._pending = (Path(checkpoint), run, store)
+            return True
+        image_path = project.image_path(image_id)
+        worker = Worker(_predict_one(Path(checkpoint), image_path), "predict-current")
+        worker.finished.connect(lambda p, i=image_id, r=run, s=store: self._predicted_one(i, r, p, s))
+        worker.failed.connect(self._one_failed)
+        worker.done.connect(self._one_done)
+        self.panel.info_label.setText("Predicting this image…")
+        self.one_worker = worker.start()
+        return True
+
+    def _predicted_one(self, image_id: int, run: str | None, prediction, store: bool) -> None:
+        if prediction is None:
+            return
+        project = self.window.project
+        confidence = confidence_to_u8(prediction.confidence)
+        if store and project is not None and run is not None:
+            project.write_prediction(image_id, prediction.classmap, confidence, run,
+                                     float(prediction.uncertainty))
+            self.window.image_panel.refresh([image_id])
+        if image_id == self.window.current_image_id():
+            self._show((image_id, prediction.classmap, confidence))
+            self.panel.info_label.setText(f"Prediction of {run or 'the model being trained'}, "
+                                          f"uncertainty {prediction.uncertainty:.3f}.")
+
+    def _one_failed(self, message: str, log: str) -> None:
+        self.panel.info_label.setText("The prediction failed.")
+        self.window.show_error("Prediction failed", message, details=log or None)
+
+    def _one_done(self) -> None:
+        self.one_worker = None
+        if self._pending is not None:
+            checkpoint, run, store = self._pending
+            self._pending = None
+            self.predict_current(checkpoint, run, store)
+
+    # -- every image ---------------------------------------------------------------------------------
+
+    def predict_all(self) -> bool:
+        project = self.window.project
+        if project is None or (self.all_worker is not None and self.all_worker.is_running()):
+            return False
+        if self.active_checkpoint is None:
+            self.window.show_error("No model yet", "Train a model first (Ctrl+T), or choose one "
+                                   "in the Models panel; then Predict all.")
+            return False
+        run, _ = self.active_checkpoint
+        ids = [r.id for r in project.images() if not r.error]
+        self._all_total, self._all_done = len(ids), 0
+
+        def job(emit, stop):
+            import torch
+
+            from engine.inference import predict_project
+
+            torch.set_num_threads(training_threads())
+            return predict_project(project, run, ids, callback=emit, stop_event=stop)
+
+        worker = Worker(job, "predict-all")
+        worker.event.connect(self._all_event)
+        worker.finished.connect(self._all_finished)
+        worker.failed.connect(self._all_failed)
+        worker.done.connect(self._all_done_)
+        self.panel.set_predicting(True, len(ids))
+        self.window.status_message(f"Predicting {len(ids)} image(s) with {run}…")
+        self.all_worker = worker.start()
+        return True
+
+    def stop_all(self) -> None:
+        if self.all_worker is not None:
+            self.all_worker.cancel()
+
+    def _all_event(self, event) -> None:
+        # Events of predict_project carry the image just predicted and the running count.
+        done = getattr(event, "done", None)
+        total = getattr(event, "total", None) or self._all_total
+        if done is None:
+            index = getattr(event, "index", None)
+            done = index + 1 if isinstance(index, int) else self._all_done + 1
+        self._all_done = int(done)
+        self.panel.set_progress(self._all_done, int(total))
+        image_id = getattr(event, "image_id", None)
+        if image_id is not None:
+            self.window.image_panel.refresh([image_id])
+            if image_id == self.window.current_image_id():
+                self.image_changed(image_id)
+
+    def _all_finished(self, _result) -> None:
+        stopped = self.all_worker is not None and self.all_worker.cancelled
+        self.window.image_panel.refresh()
+        self.image_changed()
+        self.window.status_message(
+            f"Prediction stopped after {self._all_done} of {self._all_total} image(s)." if stopped
+            else f"Predicted {self._all_total} image(s). Label next (N) goes to the least certain.")
+
+    def _all_failed(self, message: str, log: str) -> None:
+        self.window.image_panel.refresh()
+        self.window.show_error("Prediction failed", message, details=log or None)
+
+    def _all_done_(self) -> None:
+        self.all_worker = None
+        self.panel.set_predicting(False)
+        self.predictAllFinished.emit()
+
+    # -- accepting ---------------------------------------------------------------------------------
+
+    def _current_prediction(self):
+        doc, image_id = self.window.document, self.window.current_image_id()
+        if doc is None or self.shown is None or self.shown[0] != image_id:
+            self.window.status_message("No prediction to accept on this image.")
+            return None
+        if self.window.project is not None and getattr(self.window.project, "readonly", False):
+            self.window.status_message("The project is read-only.")
+            return None
+        if self.shown[1].shape != doc.labels.shape:
+            self.window.status_message("The prediction does not match this image's size; "
+                                       "predict it again.")
+            return None
+        return doc, self.shown[1]
+
+    def accept_all(self) -> int:
+        """Enter: the prediction fills the unlabeled pixels (one undo step). Returns pixels set."""
+        found = self._current_prediction()
+        if found is None:
+            return 0
+        doc, classmap = found
+        where = accept_unlabeled(doc.labels, classmap, len(self.window.project.classes))
+        count = int(where.sum())
+        if not count:
+            self.window.status_message("Nothing to accept: every pixel is already labeled.")
+            return 0
+        doc.apply_values(where, classmap)
+        self.window.flush_labels()
+        self.window.status_message(f"Accepted the prediction into {count:,} unlabeled pixels "
+                                   "(Ctrl+Z undoes).")
+        return count
+
+    def accept_region(self, x: int, y: int) -> int:
+        """Ctrl+click: the predicted region under the pointer becomes labels (one undo step)."""
+        found = self._current_prediction()
+        if found is None:
+            return 0
+        doc, classmap = found
+        region = region_at(classmap, x, y)
+        if region is None or classmap[y, x] >= len(self.window.project.classes):
+            return 0
+        value = int(classmap[y, x])
+        count = int(region.sum())
+        doc.apply_values(region, value)
+        self.window.flush_labels()
+        name = self.window.project.classes[value].name
+        self.window.status_message(f"Accepted a {name} region of {count:,} pixels (Ctrl+Z undoes).")
+        return count
+
+    # -- what next ---------------------------------------------------------------------------------
+
+    def label_next(self) -> int | None:
+        """N: go to the not-done image the model is least sure of."""
+        project = self.window.project
+        if project is None:
+            return None
+        image_id, reason = pick_next(project.images(), self.window.current_image_id())
+        if image_id is not None:
+            self.window.go_to_image(image_id)
+        self.window.status_message(reason, 8000)
+        return image_id
+
+    def shutdown(self, msecs: int = 15_000) -> None:
+        self._pending = None
+        for worker in (self.one_worker, self.all_worker):
+            if worker is not None and worker.is_running():
+                worker.cancel()
+                worker.wait(msecs)

@@ -1,0 +1,300 @@
+"""Starts, follows and stops a training from the window: the Training dock's logic.
+
+The training itself is ``engine.training.train_project`` in a :class:`~gui.loop.worker.Worker`;
+torch is imported there, in the worker's thread, the first time the user trains. Labels reach
+it as a snapshot: the window flushes every unsaved label to disk first and the engine reads the
+label files at its start, so the user may keep painting while it trains.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from engine.errors import UserError, WeightsUnavailableError
+from gui.loop.model_panel import mean_iou
+from gui.loop.training_panel import TrainingPanel, format_duration
+from gui.loop.worker import Worker, training_threads
+
+SETTINGS_KEY = "loop.training"
+OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel and choose a "
+              "smaller batch size or crop size, then train again.")
+
+
+def _is_oom(message: str) -> bool:
+    text = message.lower()
+    return "out of memory" in text or "outofmemory" in text
+
+
+def probe_devices(emit, stop) -> dict:
+    """Worker job: the devices this machine can train on and the registered models.
+
+    Run on demand (Advanced opened, or before the first training) because it imports torch."""
+    import torch
+
+    from engine.models import available_models
+
+    devices = [("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            devices.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
+        devices[0] = ("auto", f"Automatic ({torch.cuda.get_device_name(0)})")
+    backend = getattr(torch.backends, "mps", None)
+    if backend is not None and backend.is_available():
+        devices.append(("mps", "Apple GPU (MPS)"))
+    return {"devices": devices, "models": available_models()}
+
+
+class TrainingController(QObject):
+    """Signals: ``runningChanged(bool)``; ``trainingFinished(result)`` with the engine's
+    ``TrainResult`` (also when stopped: the last checkpoint is kept); ``checkpointSaved(path)``
+    for each new checkpoint while training."""
+
+    runningChanged = Signal(bool)
+    trainingFinished = Signal(object)
+    checkpointSaved = Signal(object)
+
+    def __init__(self, window, panel: TrainingPanel):
+        super().__init__(window)
+        self.window = window
+        self.panel = panel
+        self.worker: Worker | None = None
+        self._probe: Worker | None = None
+        self._probed = False
+        self._last_step = 0
+        self._overrides: dict[str, Any] = {}
+        self._stopping = False
+        panel.trainClicked.connect(self.start)
+        panel.stopClicked.connect(self.stop)
+        panel.advancedOpened.connect(self.probe)
+        window.close_guards.append(self.confirm_close)
+
+    # -- state -----------------------------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self.worker is not None and self.worker.is_running()
+
+    def project_changed(self, project) -> None:
+        """A project was opened or closed: forget the old one's run, offer the new one's."""
+        self.panel.setEnabled(project is not None)
+        if project is None:
+            self.panel.set_last_run(None, None)
+            return
+        last = project.last_run()
+        self.panel.set_last_run(last.name if last else None, last.model if last else None)
+        saved = project.get_setting(SETTINGS_KEY, None)
+        if isinstance(saved, dict):
+            self.panel.apply_settings(saved)
+
+    # -- devices (lazy: the only reason to import torch before training) ------------------------
+
+    def probe(self) -> None:
+        if self._probed or self._probe is not None:
+            return
+        worker = Worker(probe_devices, "probe-devices")
+        worker.finished.connect(self._probed_devices)
+        worker.done.connect(self._probe_done)
+        self._probe = worker.start()
+
+    def _probed_devices(self, found: dict) -> None:
+        self._probed = True
+        self.panel.set_devices(found["devices"])
+        self.panel.set_models(found["models"])
+
+    def _probe_done(self) -> None:
+        self._probe = None
+
+    # -- start / stop ----------------------------------------------------------------------------
+
+    def toggle(self) -> None:
+        """Ctrl+T: train, or stop the training that runs."""
+        if self.is_running():
+            self.stop()
+        else:
+            self.start()
+
+    def start(self, overrides: dict[str, Any] | None = None) -> bool:
+        project = self.window.project
+        if self.is_running() or project is None:
+            return False
+        if getattr(project, "readonly", False):
+            self.window.show_error("Cannot train", "This project is open read-only (another "
+                                   "Maskloop has it open); training would write a model into it.")
+            return False
+        self.window.flush_labels()  # the engine reads the label files: they must be current
+        settings = self.panel.settings()
+        project.set_setting(SETTINGS_KEY, settings)
+        config = dict(settings)
+        config["num_threads"] = training_threads()
+        config.update(overrides or {})
+        self._overrides = dict(overrides or {})
+
+        def job(emit, stop):
+            from engine.training import TrainConfig, train_project
+
+            return train_project(project, TrainConfig(**config), callback=emit, stop_event=stop)
+
+        self._last_step = 0
+        self._stopping = False
+        self.panel.set_running(True)
+        self.panel.show_epoch_line(f"— Training {self.panel.model_combo.currentText()} "
+                                   f"({config['init']} start) —")
+        worker = Worker(job, "training")
+        worker.event.connect(self._on_event)
+        worker.finished.connect(self._on_finished)
+        worker.failed.connect(self._on_failed)
+        worker.done.connect(self._on_done)
+        self.worker = worker.start()
+        self.runningChanged.emit(True)
+        return True
+
+    def stop(self) -> None:
+        if self.is_running() and not self._stopping:
+            self._stopping = True
+            self.worker.cancel()
+            self.panel.status_label.setText("Stopping… the last checkpoint is kept.")
+            self.panel.stop_button.setEnabled(False)
+
+    def confirm_close(self) -> bool:
+        """Close guard: ask before closing over a training; on yes, stop it and wait."""
+        if not self.is_running():
+            return True
+        if not self.ask_stop_and_quit():
+            return False
+        self.shutdown()
+        return True
+
+    def ask_stop_and_quit(self) -> bool:
+        answer = QMessageBox.question(
+            self.window, "Training is running",
+            "Training is running. Stop it and quit?\n\nThe last checkpoint is kept.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+            QMessageBox.StandardButton.No)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def shutdown(self, msecs: int = 15_000) -> None:
+        """Stop every job of this controller and wait for their threads (window closing)."""
+        for worker in (self.worker, self._probe):
+            if worker is not None and worker.is_running():
+                worker.cancel()
+                worker.wait(msecs)
+
+    # -- what the engine says --------------------------------------------------------------------
+
+    def _on_event(self, event: object) -> None:
+        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_TrainStarted(self, e) -> None:  # noqa: N802 - named after the event class
+        self.panel.show_started(e.device_name, e.num_train, e.num_val)
+        self.panel.show_epoch_line(f"{e.device_name}: {e.num_train} training and {e.num_val} "
+                                   f"validation image(s)")
+
+    def _on_StepDone(self, e) -> None:  # noqa: N802
+        self._last_step = e.step
+        self.panel.show_step(e.step, e.epoch, e.loss, e.images_per_s, e.progress, e.eta_s)
+        self.panel.chart.add_step(e.step, e.loss)
+
+    def _on_EpochDone(self, e) -> None:  # noqa: N802
+        iou = mean_iou(e.val_metrics)
+        self.panel.chart.add_epoch(self._last_step, e.train_loss, iou)
+        line = f"Epoch {e.epoch}: loss {e.train_loss:.4f}"
+        if iou is not None:
+            line += f", validation mIoU {iou:.3f}"
+        self.panel.show_epoch_line(line + f" ({e.seconds:.1f} s)")
+
+    def _on_CheckpointSaved(self, e) -> None:  # noqa: N802
+        self.checkpointSaved.emit(Path(e.path))
+
+    def _on_Notice(self, e) -> None:  # noqa: N802
+        self.panel.show_epoch_line(e.text)
+        self.window.status_message(e.text, 10_000)
+
+    def _on_TrainFailed(self, e) -> None:  # noqa: N802
+        self.panel.show_epoch_line(f"Failed: {e.message}")
+
+    def _on_finished(self, result) -> None:
+        metrics = getattr(result, "metrics", {}) or {}
+        iou = mean_iou(metrics)
+        took = format_duration(self.panel.elapsed())
+        what = f"run {result.run}" if getattr(result, "run", None) else "the model"
+        score = f", validation mIoU {iou:.3f}" if iou is not None else ""
+        if getattr(result, "stopped", False):
+            text = f"Stopped after {took}; {what} keeps its last checkpoint{score}."
+        else:
+            text = f"Done in {took}: {what}{score}."
+        self.panel.show_done(text)
+        self.panel.show_epoch_line(text)
+        self.window.status_message(text, 10_000)
+        project = self.window.project
+        if project is not None:
+            last = project.last_run()
+            self.panel.set_last_run(last.name if last else None, last.model if last else None)
+        self.trainingFinished.emit(result)
+
+    def _on_failed(self, message: str, log: str) -> None:
+        error = self.worker.error if self.worker is not None else None
+        self.panel.show_stopped_or_failed(f"Training did not finish: {message}")
+        self.panel.show_epoch_line(f"Failed: {message}")
+        if isinstance(error, WeightsUnavailableError):
+            self._weights_missing(message)
+        elif _is_oom(message):
+            self.window.show_error("Out of memory", OOM_ADVICE, details=message + ("\n\n" + log if log else ""))
+        elif isinstance(error, UserError):
+            self.window.show_error("Cannot train", message)
+        else:
+            self.window.show_error(
+                "Training failed",
+                f"Training stopped with an error: {message}\n\nYour labels and the project are "
+                f"unchanged; earlier models are kept.", details=log or message)
+
+    def _on_done(self) -> None:
+        self._stopping = False
+        self.panel.set_running(False)
+        self.runningChanged.emit(False)
+
+    # -- pretrained weights that cannot be had offline --------------------------------------------
+
+    def _weights_missing(self, message: str) -> None:
+        choice = self.ask_weights_choice(message)
+        if choice is None:
+            self.panel.status_label.setText("Training cancelled: no pretrained weights.")
+            return
+        kind, path = choice
+        if kind == "scratch":
+            self._restart({"init": "scratch"})
+        else:
+            self._restart({"init": "pretrained", "model_options": {"weights_path": str(path)}})
+
+    def _restart(self, overrides: dict[str, Any]) -> None:
+        # Start after the failed worker's thread has ended; start() refuses while it runs.
+        if self.worker is not None and self.worker.is_running():
+            self.worker.done.connect(lambda: self.start(overrides))
+        else:
+            self.start(overrides)
+
+    def ask_weights_choice(self, message: str) -> tuple[str, Path | None] | None:
+        """Ask what to do without ImageNet weights: ("scratch", None), ("file", path) or None."""
+        box = QMessageBox(self.window)
+        box.setIcon(QMessageBox.Icon.Warning)
+        box.setWindowTitle("Pretrained weights unavailable")
+        box.setText("The pretrained (ImageNet) weights are not on this computer and could not "
+                    "be downloaded.")
+        box.setInformativeText("Train from scratch, or choose a weights file you have (for "
+                               "example copied from a computer that is online).")
+        box.setDetailedText(message)
+        scratch = box.addButton("Train from scratch", QMessageBox.ButtonRole.AcceptRole)
+        pick = box.addButton("Choose weights file…", QMessageBox.ButtonRole.ActionRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        if box.clickedButton() is scratch:
+            return "scratch", None
+        if box.clickedButton() is pick:
+            path, _ = QFileDialog.getOpenFileName(self.window, "Weights file", "",
+                                                  "Weights (*.pth *.pt *.bin);;All files (*)")
+            return ("file", Path(path)) if path else None
+        return None
