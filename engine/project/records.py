@@ -1,0 +1,40 @@
+"""The plain records the project store hands out: snapshots, not live views of the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    index: int  # the value of the class in label masks (0 <= index < 255)
+    name: str
+    color: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    id: int
+    name: str  # the original file name, as imported
+    file: str  # where the bytes live, relative to the project folder ("images/cell-2.png")
+    width: int
+    height: int
+    channels: int
+    dtype: str
+    labeled_pixels: int = 0
+    done: bool = False
+    prediction_run: str | None = None
+    uncertainty: float | None = None
+    error: str | None = None  # why the image cannot be read now, or None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    name: str  # also the folder models/<name>/
+    model: str
+    created: str  # ISO 8601, UTC
+    status: str  # "running", "finished", "stopped", "failed", "interrupted"
+    metrics: dict = field(default_factory=dict)
+    checkpoint: Path | None = None  # absolute path, or None before one is saved
+    config: dict = field(default_factory=dict)
