@@ -319,6 +319,18 @@ class MaskDocument:
         local_values = values[y0:y1, x0:x1] if isinstance(values, np.ndarray) else values
         return self._apply_local((x0, y0, x1, y1), where[y0:y1, x0:x1], local_values)
 
+    def apply_patch(
+        self, x0: int, y0: int, where: np.ndarray, values: np.ndarray | int
+    ) -> Rect | None:
+        """Like :meth:`apply_values` for a patch whose top-left pixel is (x0, y0): a tool that
+        worked on a crop (GrabCut) need not build a full-size mask."""
+        h, w = where.shape
+        if x0 < 0 or y0 < 0 or x0 + w > self.width or y0 + h > self.height:
+            raise ValueError(f"patch {w}x{h} at ({x0}, {y0}) outside {self.width}x{self.height}")
+        if isinstance(values, np.ndarray) and values.shape != where.shape:
+            raise ValueError(f"values {values.shape} and patch {where.shape} differ")
+        return self._apply_local((x0, y0, x0 + w, y0 + h), where.astype(bool, copy=False), values)
+
     def replace_value(self, old: int, new: int) -> Rect | None:
         """Every pixel of label ``old`` becomes ``new`` (one undo step)."""
         return self.apply_values(self._labels == old, int(new))

@@ -207,3 +207,13 @@ def test_membrane_flood_fill_follows_real_edges(membrane_dir):
     assert 50 < filled.sum() < image.size // 4
     # Most of what the fill took is cell interior, not membrane.
     assert (mask[filled] > 127).mean() > 0.9
+
+
+def test_apply_patch_writes_a_crop_in_place():
+    doc = blank()
+    where = np.zeros((4, 6), bool)
+    where[1:3, 2:5] = True
+    assert doc.apply_patch(10, 20, where, 3) == (12, 21, 15, 23)
+    assert (doc.labels == 3).sum() == 6 and doc.labels[21, 12] == 3
+    with pytest.raises(ValueError):
+        doc.apply_patch(78, 0, where, 3)

@@ -1,0 +1,5 @@
+"""The canvas and its scene items."""
+
+from gui.canvas.view import Canvas
+
+__all__ = ["Canvas"]
