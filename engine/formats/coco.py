@@ -1,0 +1,355 @@
+"""COCO JSON <-> label arrays, through pycocotools (the reference RLE implementation).
+
+Reading:
+
+* Segmentations may be polygons, uncompressed RLE (``counts`` a list) or compressed RLE
+  (``counts`` a string); ``iscrowd`` regions are painted like any other.
+* Categories become classes by name (case and spacing ignored; a category's ``color``, as the
+  panoptic format has, colours a class the import adds); category ids are remapped to class
+  numbers.
+* Where annotations overlap, larger ones are painted first and smaller ones over them, so that
+  a small object lying on a large one stays visible; equal areas keep file order (later wins).
+* Pixels no annotation covers are background (class 0), which is what a COCO file means, unless
+  the file carries ``"maskloop": {"uncovered": "unlabeled"}`` (Maskloop's export writes it:
+  Maskloop labels may be sparse) or the caller decides otherwise.
+* Every RLE is checked (sizes, run lengths summing to height x width) before pycocotools sees
+  it, because its decoder writes runs without bounds checks.
+
+Writing: one annotation per class present in an image, ``iscrowd: 1``, compressed RLE from
+``pycocotools.mask.encode``; ``categories`` lists every class of the project with
+``id = class number + 1`` (COCO ids start at 1), its name and ``color``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.formats.classes import ClassTable
+from engine.formats.safepath import resolve_inside
+
+UNLABELED = 255
+MARKER_KEY = "maskloop"
+
+
+@dataclass
+class CocoImage:
+    id: int
+    file_name: str
+    width: int
+    height: int
+    path: Path
+
+
+@dataclass
+class CocoAnnotation:
+    id: object
+    category_id: int
+    segmentation: object  # list of polygons or an RLE dict, as in the file
+
+
+@dataclass
+class CocoFile:
+    path: Path
+    images: list[CocoImage]
+    categories: dict[int, tuple[str, tuple[int, int, int] | None]]
+    annotations: dict[int, list[CocoAnnotation]] = field(default_factory=dict)  # by image id
+    uncovered_unlabeled: bool = False
+
+
+def is_coco_document(doc: object) -> bool:
+    return isinstance(doc, dict) and "images" in doc and "annotations" in doc
+
+
+def _int(obj: dict, key: str, where: str, path: Path, positive: bool = False) -> int:
+    if key not in obj:
+        raise UserError(f"missing field '{key}' in {where}", path)
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int) or (positive and value <= 0):
+        raise UserError(f"{where}.{key} is not a {'positive ' if positive else ''}whole number", path)
+    return value
+
+
+def _list(doc: dict, key: str, path: Path) -> list:
+    if key not in doc:
+        raise UserError(f"missing field '{key}'", path)
+    if not isinstance(doc[key], list):
+        raise UserError(f"field '{key}' is not a list", path)
+    return doc[key]
+
+
+def _find_image(name: str, json_path: Path, image_roots: Sequence[Path]) -> Path:
+    """``file_name`` under the first image root that has it, else next to the JSON."""
+    bases = [*image_roots, json_path.parent]
+    for base in bases:
+        candidate = resolve_inside(name, base, [base], json_path, "file_name")
+        if candidate.is_file():
+            return candidate
+    shown = ", ".join(str(b) for b in bases)
+    raise UserError(f"image {name!r} not found in {shown}", json_path)
+
+
+def read_coco(path: str | os.PathLike, image_roots: Sequence[Path] = ()) -> CocoFile:
+    """Read and check a COCO JSON; its images must lie under ``image_roots`` or its own folder."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise UserError("file not found", path) from exc
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"not valid JSON ({exc})", path) from exc
+    if not isinstance(doc, dict):
+        raise UserError("not a COCO file (the JSON is not an object)", path)
+
+    categories: dict[int, tuple[str, tuple[int, int, int] | None]] = {}
+    for i, cat in enumerate(_list(doc, "categories", path)):
+        where = f"categories[{i}]"
+        if not isinstance(cat, dict):
+            raise UserError(f"{where} is not an object", path)
+        cat_id = _int(cat, "id", where, path)
+        name = cat.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise UserError(f"{where} has no name", path)
+        if cat_id in categories:
+            raise UserError(f"category id {cat_id} appears twice", path)
+        color = cat.get("color")
+        ok = isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+        categories[cat_id] = (name, tuple(color) if ok else None)
+
+    images: list[CocoImage] = []
+    by_id: dict[int, CocoImage] = {}
+    for i, img in enumerate(_list(doc, "images", path)):
+        where = f"images[{i}]"
+        if not isinstance(img, dict):
+            raise UserError(f"{where} is not an object", path)
+        image_id = _int(img, "id", where, path)
+        if image_id in by_id:
+            raise UserError(f"image id {image_id} appears twice", path)
+        name = img.get("file_name")
+        if not isinstance(name, str):
+            raise UserError(f"missing field 'file_name' in {where}", path)
+        width = _int(img, "width", where, path, positive=True)
+        height = _int(img, "height", where, path, positive=True)
+        record = CocoImage(image_id, name, width, height, _find_image(name, path, image_roots))
+        images.append(record)
+        by_id[image_id] = record
+
+    result = CocoFile(path, images, categories)
+    marker = doc.get(MARKER_KEY)
+    result.uncovered_unlabeled = isinstance(marker, dict) and marker.get("uncovered") == "unlabeled"
+    for i, ann in enumerate(_list(doc, "annotations", path)):
+        where = f"annotations[{i}]"
+        if not isinstance(ann, dict):
+            raise UserError(f"{where} is not an object", path)
+        ann_id = ann.get("id", i)
+        where = f"annotation {ann_id}"
+        image_id = _int(ann, "image_id", where, path)
+        category_id = _int(ann, "category_id", where, path)
+        if category_id not in categories:
+            raise UserError(f"{where} has category_id {category_id}, which no category has", path)
+        image = by_id.get(image_id)
+        if image is None:
+            raise UserError(f"{where} has image_id {image_id}, which no image has", path)
+        if "segmentation" not in ann:
+            raise UserError(f"missing field 'segmentation' in {where}", path)
+        segmentation = _check_segmentation(ann["segmentation"], image, where, path)
+        result.annotations.setdefault(image_id, []).append(CocoAnnotation(ann_id, category_id, segmentation))
+    return result
+
+
+def _compressed_run_total(counts: str) -> tuple[int, bool]:
+    """Sum of the runs of a compressed COCO RLE string (pycocotools' rleFrString, in Python);
+    the flag is False if a run is negative or a character is outside the alphabet."""
+    total = 0
+    runs: list[int] = []
+    p = 0
+    n = len(counts)
+    while p < n:
+        x = 0
+        k = 0
+        more = True
+        while more:
+            if p >= n:
+                return total, False
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                return total, False
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and (c & 0x10):
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            return total, False
+        runs.append(x)
+        total += x
+    return total, True
+
+
+def _check_segmentation(seg, image: CocoImage, where: str, path: Path):
+    if isinstance(seg, list):
+        if not seg:
+            return seg
+        for j, poly in enumerate(seg):
+            if (
+                not isinstance(poly, list)
+                or len(poly) < 6
+                or len(poly) % 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in poly)
+            ):
+                raise UserError(f"{where}: polygon {j} is not a list of 3 or more x, y pairs", path)
+            if not all(math.isfinite(v) and abs(v) < 1e7 for v in poly):
+                raise UserError(f"{where}: polygon {j} holds a coordinate that is not a finite number", path)
+        return [[float(v) for v in poly] for poly in seg]
+    if isinstance(seg, dict) and "counts" in seg and "size" in seg:
+        size = seg["size"]
+        if (
+            not isinstance(size, list)
+            or len(size) != 2
+            or [size[0], size[1]] != [image.height, image.width]
+        ):
+            raise UserError(
+                f"{where}: RLE size {size} is not the image's [height, width] [{image.height}, {image.width}]",
+                path,
+            )
+        counts = seg["counts"]
+        total = image.height * image.width
+        if isinstance(counts, list):
+            if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts):
+                raise UserError(f"{where}: RLE counts are not whole numbers >= 0", path)
+            if sum(counts) != total:
+                raise UserError(f"{where}: RLE runs cover {sum(counts)} pixels, not {total}", path)
+            return {"size": [image.height, image.width], "counts": list(counts)}
+        if isinstance(counts, (str, bytes)):
+            text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
+            covered, ok = _compressed_run_total(text)
+            if not ok or covered != total:
+                raise UserError(f"{where}: compressed RLE is damaged (runs cover {covered} of {total} pixels)", path)
+            return {"size": [image.height, image.width], "counts": text.encode("ascii")}
+    raise UserError(f"{where}: segmentation is neither polygons nor RLE", path)
+
+
+def decode_rle(rle) -> np.ndarray:
+    """pycocotools' decode as a bool array, without its NumPy 2 deprecation noise."""
+    from pycocotools import mask as mask_utils
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
+
+
+def _rle(seg, height: int, width: int):
+    from pycocotools import mask as mask_utils
+
+    if isinstance(seg, list):
+        return mask_utils.merge(mask_utils.frPyObjects(seg, height, width))
+    if isinstance(seg["counts"], list):
+        return mask_utils.frPyObjects(seg, height, width)
+    return seg
+
+
+def coco_image_labels(
+    coco: CocoFile,
+    image: CocoImage,
+    table: ClassTable,
+    uncovered_unlabeled: bool | None = None,
+) -> np.ndarray:
+    """The label array of one image of ``coco``; categories become classes of ``table``."""
+    from pycocotools import mask as mask_utils
+
+    height, width = image.height, image.width
+    painted = []
+    for order, ann in enumerate(coco.annotations.get(image.id, [])):
+        if isinstance(ann.segmentation, list) and not ann.segmentation:
+            continue
+        rle = _rle(ann.segmentation, height, width)
+        painted.append((-float(mask_utils.area(rle)), order, ann.category_id, rle))
+    painted.sort(key=lambda p: (p[0], p[1]))  # largest first; equal areas in file order
+    labels = np.full((height, width), UNLABELED, np.uint8)
+    covered = np.zeros((height, width), bool)
+    for _, _, category_id, rle in painted:
+        name, color = coco.categories[category_id]
+        value = table.index_for_name(name, coco.path, color)
+        region = decode_rle(rle)
+        labels[region] = value
+        covered |= region
+    if uncovered_unlabeled is None:
+        uncovered_unlabeled = coco.uncovered_unlabeled
+    if not uncovered_unlabeled:
+        table.ensure_index(0, coco.path)
+        labels[~covered] = 0
+    return labels
+
+
+def encode_rle(region: np.ndarray) -> dict:
+    """Compressed COCO RLE of a bool H x W region: ``{"size": [h, w], "counts": str}``."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(region, dtype=np.uint8))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+class CocoWriter:
+    """Builds one COCO document image by image (labels are not all held in memory)."""
+
+    def __init__(self, class_names: Sequence[str], class_colors: Sequence[tuple[int, int, int]], description: str):
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+        self.categories = [
+            {"id": k + 1, "name": name, "supercategory": "", "color": [int(c) for c in color]}
+            for k, (name, color) in enumerate(zip(class_names, class_colors))
+        ]
+        self.description = description
+
+    def add(self, image_id: int, file_name: str, labels: np.ndarray) -> int:
+        """Add an image and one RLE annotation per class present; returns annotations added."""
+        from pycocotools import mask as mask_utils
+
+        height, width = labels.shape
+        self.images.append({"id": int(image_id), "file_name": file_name, "width": int(width), "height": int(height)})
+        counts = np.bincount(labels.ravel(), minlength=256)
+        added = 0
+        for k in np.flatnonzero(counts[:UNLABELED]):
+            rle = encode_rle(labels == k)
+            x, y, w, h = (int(v) for v in mask_utils.toBbox({**rle, "counts": rle["counts"].encode("ascii")}))
+            self.annotations.append(
+                {
+                    "id": len(self.annotations) + 1,
+                    "image_id": int(image_id),
+                    "category_id": int(k) + 1,
+                    "segmentation": rle,
+                    "area": int(counts[k]),
+                    "bbox": [x, y, w, h],
+                    "iscrowd": 1,
+                }
+            )
+            added += 1
+        return added
+
+    def document(self) -> dict:
+        return {
+            "info": {
+                "description": self.description,
+                "version": "1.0",
+                "date_created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+            "licenses": [],
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories,
+            MARKER_KEY: {"uncovered": "unlabeled"},
+        }

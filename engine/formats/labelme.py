@@ -1,0 +1,344 @@
+"""LabelMe JSON <-> label arrays.
+
+Reading (one JSON per image):
+
+* ``polygon`` and ``rectangle`` are filled, edges included; ``circle`` (centre and a point on the
+  circle) is filled; ``mask`` (LabelMe 5.3+: a base64 PNG placed at its first point) is pasted.
+  ``line``, ``linestrip``, ``point`` and ``points`` cover no area and are skipped (counted in
+  :attr:`LabelmeFile.skipped`).
+* Shapes are painted in file order, so a later shape wins where shapes overlap, as in LabelMe's
+  own ``labelme_json_to_dataset``. Shapes with the same ``group_id`` and label form one region;
+  shapes among them whose ``flags`` hold ``"hole": true`` are cut out of it (how Maskloop writes
+  holes, which LabelMe has no notion of).
+* Labels become classes by name (case and spacing ignored); ``_background_`` is class 0 and
+  ``__ignore__`` paints unlabeled, the names of LabelMe's semantic segmentation example.
+* Pixels no shape covers are background (class 0), as LabelMe's tools read them, unless the file
+  carries ``"maskloop": {"uncovered": "unlabeled"}`` (Maskloop's export writes it, because
+  Maskloop labels may be sparse) or the caller decides otherwise.
+* The image is ``imagePath`` resolved against the JSON's folder (it must stay inside the folder
+  the user imported); if that file does not exist, the embedded ``imageData`` is used.
+
+Writing: one polygon per connected region of each class (``cv2.findContours`` with
+``RETR_CCOMP``), listed largest first so that painting them in order (what every LabelMe reader
+does) puts regions inside other regions' holes on top; each hole follows its region as a shape
+with the same label and ``group_id``, ``flags: {"hole": true}`` and ``description: "hole"``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.formats.classes import ClassTable
+from engine.formats.polygons import circle_radius, fill_circle, fill_polygons, mask_to_groups
+from engine.formats.safepath import resolve_inside
+
+UNLABELED = 255
+AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
+SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
+BACKGROUND_LABEL = "_background_"
+IGNORE_LABEL = "__ignore__"
+LABELME_VERSION = "5.5.0"
+MARKER_KEY = "maskloop"
+
+
+@dataclass
+class Shape:
+    label: str
+    shape_type: str
+    points: np.ndarray  # N x 2 float (x, y)
+    group_id: int | None = None
+    hole: bool = False
+    mask: np.ndarray | None = None  # bool, for "mask" shapes
+
+
+@dataclass
+class LabelmeFile:
+    path: Path
+    image_path: Path | None  # resolved and checked; None when only embedded data is usable
+    image_name: str  # file name the image gets in the project
+    image_data: bytes | None
+    height: int | None
+    width: int | None
+    shapes: list[Shape] = field(default_factory=list)
+    skipped: int = 0
+    uncovered_unlabeled: bool = False
+
+
+def _field(obj: dict, key: str, where: str, path: Path):
+    if not isinstance(obj, dict) or key not in obj:
+        raise UserError(f"missing field '{key}' in {where}", path)
+    return obj[key]
+
+
+def _points(raw, where: str, path: Path) -> np.ndarray:
+    try:
+        points = np.asarray(raw, np.float64)
+    except (TypeError, ValueError):
+        points = None
+    if points is None or points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise UserError(f"{where}.points must be a list of [x, y] pairs", path)
+    if not np.isfinite(points).all() or np.abs(points).max() > 1e7:
+        raise UserError(f"{where}.points holds a coordinate that is not a finite number", path)
+    return points
+
+
+def _decode_mask_shape(raw, where: str, path: Path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        data = base64.b64decode(raw, validate=True)
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            return np.asarray(image.convert("L")) > 0
+    except Exception as exc:  # base64 and PIL errors alike mean the field is damaged
+        raise UserError(f"{where}.mask is not a base64 PNG ({exc})", path) from exc
+
+
+def _sniff_extension(data: bytes) -> str:
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt = image.format
+    except Exception:
+        return ".png"
+    return {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif"}.get(fmt or "", ".png")
+
+
+def read_labelme(path: str | os.PathLike, roots: Sequence[Path]) -> LabelmeFile:
+    """Read and check one LabelMe JSON; file names in it must resolve under ``roots``."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise UserError("file not found", path) from exc
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"not valid JSON ({exc})", path) from exc
+    if not isinstance(doc, dict):
+        raise UserError("not a LabelMe file (the JSON is not an object)", path)
+    raw_shapes = _field(doc, "shapes", "the file", path)
+    if not isinstance(raw_shapes, list):
+        raise UserError("field 'shapes' is not a list", path)
+
+    image_data = None
+    if doc.get("imageData"):
+        try:
+            image_data = base64.b64decode(doc["imageData"], validate=True)
+        except (binascii.Error, TypeError, ValueError) as exc:
+            raise UserError(f"field 'imageData' is not valid base64 ({exc})", path) from exc
+    image_path_text = doc.get("imagePath")
+    if image_path_text is None and image_data is None:
+        raise UserError("missing field 'imagePath' (and no embedded 'imageData')", path)
+    image_path = None
+    if image_path_text:
+        image_path = resolve_inside(image_path_text, path.parent, roots, path, "imagePath")
+        if not image_path.is_file():
+            if image_data is None:
+                raise UserError(f"image {image_path_text!r} not found next to the file, and no embedded imageData", path)
+            image_path = None
+    elif image_data is None:
+        raise UserError("field 'imagePath' is empty and there is no embedded 'imageData'", path)
+    if image_path is not None:
+        image_name = image_path.name
+    else:
+        stem = Path(str(image_path_text).replace("\\", "/")).stem if image_path_text else path.stem
+        image_name = (stem or path.stem) + _sniff_extension(image_data or b"")
+
+    height = doc.get("imageHeight")
+    width = doc.get("imageWidth")
+    for key, value in (("imageHeight", height), ("imageWidth", width)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+            raise UserError(f"field '{key}' is not a positive whole number", path)
+
+    result = LabelmeFile(path, image_path, image_name, image_data, height, width)
+    marker = doc.get(MARKER_KEY)
+    result.uncovered_unlabeled = isinstance(marker, dict) and marker.get("uncovered") == "unlabeled"
+    for i, raw in enumerate(raw_shapes):
+        where = f"shapes[{i}]"
+        if not isinstance(raw, dict):
+            raise UserError(f"{where} is not an object", path)
+        label = _field(raw, "label", where, path)
+        if not isinstance(label, str) or not label.strip():
+            raise UserError(f"{where}.label is empty or not text", path)
+        shape_type = raw.get("shape_type") or "polygon"  # LabelMe 3 wrote no shape_type
+        if shape_type in SKIPPED_SHAPES:
+            result.skipped += 1
+            continue
+        if shape_type not in AREA_SHAPES:
+            raise UserError(f"{where} has unknown shape_type {shape_type!r}", path)
+        points = _points(_field(raw, "points", where, path), where, path)
+        if shape_type in ("rectangle", "circle") and len(points) != 2:
+            raise UserError(f"{where} is a {shape_type} but has {len(points)} points, not 2", path)
+        group_id = raw.get("group_id")
+        if group_id is not None and (not isinstance(group_id, int) or isinstance(group_id, bool)):
+            raise UserError(f"{where}.group_id is not a whole number", path)
+        flags = raw.get("flags") or {}
+        hole = isinstance(flags, dict) and flags.get("hole") is True
+        mask = None
+        if shape_type == "mask":
+            mask = _decode_mask_shape(_field(raw, "mask", where, path), where, path)
+        result.shapes.append(Shape(label, shape_type, points, group_id, hole, mask))
+    return result
+
+
+def _shape_box(shape: Shape) -> tuple[float, float, float, float]:
+    if shape.shape_type == "circle":
+        r = circle_radius(shape.points[0], shape.points[1])
+        cx, cy = shape.points[0]
+        return cx - r - 1, cy - r - 1, cx + r + 1, cy + r + 1
+    if shape.shape_type == "mask":
+        x0, y0 = np.round(shape.points[0])
+        return x0, y0, x0 + shape.mask.shape[1] - 1, y0 + shape.mask.shape[0] - 1
+    x0, y0 = shape.points.min(axis=0)
+    x1, y1 = shape.points.max(axis=0)
+    return x0, y0, x1, y1
+
+
+def _draw(canvas: np.ndarray, shape: Shape, value: int, offset: tuple[int, int]) -> None:
+    if shape.shape_type == "circle":
+        fill_circle(canvas, shape.points[0], shape.points[1], value, offset)
+    elif shape.shape_type == "rectangle":
+        (xa, ya), (xb, yb) = shape.points
+        fill_polygons(canvas, [np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]])], value, offset)
+    elif shape.shape_type == "mask":
+        x, y = (int(v) for v in np.round(shape.points[0]))
+        x -= offset[0]
+        y -= offset[1]
+        h, w = canvas.shape
+        m = shape.mask
+        ys, xs = max(0, -y), max(0, -x)
+        ye, xe = min(m.shape[0], h - y), min(m.shape[1], w - x)
+        if ye > ys and xe > xs:
+            canvas[y + ys : y + ye, x + xs : x + xe][m[ys:ye, xs:xe]] = value
+    else:
+        fill_polygons(canvas, [shape.points], value, offset)
+
+
+def _paint_region(labels: np.ndarray, covered: np.ndarray, shapes: list[Shape], value: int) -> None:
+    height, width = labels.shape
+    boxes = np.array([_shape_box(s) for s in shapes if not s.hole] or [[0, 0, -1, -1]], np.float64)
+    x0, y0 = max(int(math.floor(boxes[:, 0].min())), 0), max(int(math.floor(boxes[:, 1].min())), 0)
+    x1 = min(int(math.ceil(boxes[:, 2].max())), width - 1)
+    y1 = min(int(math.ceil(boxes[:, 3].max())), height - 1)
+    if x1 < x0 or y1 < y0:
+        return
+    scratch = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
+    for shape in shapes:
+        if not shape.hole:
+            _draw(scratch, shape, 1, (x0, y0))
+    for shape in shapes:
+        if shape.hole:
+            _draw(scratch, shape, 0, (x0, y0))
+    inside = scratch.astype(bool)
+    labels[y0 : y1 + 1, x0 : x1 + 1][inside] = value
+    covered[y0 : y1 + 1, x0 : x1 + 1] |= inside
+
+
+def labelme_to_labels(
+    doc: LabelmeFile,
+    height: int,
+    width: int,
+    table: ClassTable,
+    uncovered_unlabeled: bool | None = None,
+) -> np.ndarray:
+    """Paint the shapes of ``doc`` into an H x W label array; labels become classes of ``table``.
+
+    ``uncovered_unlabeled`` None follows the file's marker (absent: uncovered is class 0).
+    """
+    if doc.height is not None and doc.width is not None and (doc.height, doc.width) != (height, width):
+        raise UserError(
+            f"imageHeight x imageWidth is {doc.height} x {doc.width} but the image is {height} x {width}",
+            doc.path,
+        )
+    labels = np.full((height, width), UNLABELED, np.uint8)
+    covered = np.zeros((height, width), bool)
+    # Regions in order of their first shape; a group's shapes are painted together.
+    regions: dict[object, list[Shape]] = {}
+    for i, shape in enumerate(doc.shapes):
+        key = (shape.label, shape.group_id) if shape.group_id is not None else i
+        regions.setdefault(key, []).append(shape)
+    for shapes in regions.values():
+        label = shapes[0].label.strip()
+        if label == IGNORE_LABEL:
+            value = UNLABELED
+        elif label == BACKGROUND_LABEL:
+            table.ensure_index(0, doc.path)
+            value = 0
+        else:
+            value = table.index_for_name(label, doc.path)
+        _paint_region(labels, covered, shapes, value)
+    if uncovered_unlabeled is None:
+        uncovered_unlabeled = doc.uncovered_unlabeled
+    if not uncovered_unlabeled:
+        table.ensure_index(0, doc.path)
+        labels[~covered] = 0
+    return labels
+
+
+def _points_list(polygon: np.ndarray) -> list[list[float]]:
+    points = [[float(x), float(y)] for x, y in polygon.reshape(-1, 2)]
+    # LabelMe expects three or more points; a one- or two-pixel region repeats its last one.
+    while len(points) < 3:
+        points.append(list(points[-1]))
+    return points
+
+
+def labels_to_labelme(
+    labels: np.ndarray,
+    class_names: Sequence[str],
+    image_path: str,
+    image_data: bytes | None = None,
+) -> dict:
+    """One LabelMe document (a JSON-ready dict) for an H x W label array."""
+    height, width = labels.shape
+    present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[:UNLABELED])
+    regions = []
+    for k in present:
+        for group in mask_to_groups(labels == k):
+            regions.append((group.area, int(k), group))
+    regions.sort(key=lambda r: r[0], reverse=True)
+    shapes = []
+    next_group = 1
+    for _, k, group in regions:
+        group_id = None
+        if group.holes:
+            group_id = next_group
+            next_group += 1
+        shapes.append(_shape(class_names[k], group.outer, group_id, hole=False))
+        for hole in group.holes:
+            shapes.append(_shape(class_names[k], hole, group_id, hole=True))
+    return {
+        "version": LABELME_VERSION,
+        "flags": {},
+        "shapes": shapes,
+        "imagePath": image_path,
+        "imageData": base64.b64encode(image_data).decode("ascii") if image_data else None,
+        "imageHeight": int(height),
+        "imageWidth": int(width),
+        MARKER_KEY: {"uncovered": "unlabeled"},
+    }
+
+
+def _shape(label: str, polygon: np.ndarray, group_id: int | None, hole: bool) -> dict:
+    return {
+        "label": label,
+        "points": _points_list(polygon),
+        "group_id": group_id,
+        "description": "hole" if hole else "",
+        "shape_type": "polygon",
+        "flags": {"hole": True} if hole else {},
+        "mask": None,
+    }
