@@ -1,8 +1,10 @@
 """U-Net (Ronneberger et al. 2015): an encoder, and a decoder that upsamples and concatenates
 the encoder features of the same level along channels.
 
-The default is light (base width 32, depth 4, about 7.8 M parameters) so that it learns in
-minutes on a laptop CPU; the ``wide`` preset is the paper's width (64) for GPUs. A pretrained
+The default is light (base width 16, depth 4, about 1.9 M parameters) so that it learns in
+minutes on a laptop CPU: on 2 CPU threads it trains about 3.5x as many 256 x 256 crops per
+second as base 32 (measured on a 2-core machine), which matters more than capacity in a
+minutes-long budget. The ``wide`` preset is the paper's width (64) for GPUs. A pretrained
 torchvision encoder (``resnet18``, ``resnet34``, ``vgg16_bn``) may replace the plain one.
 """
 
@@ -71,9 +73,9 @@ class UNet(nn.Module):
 
 @register_model(
     "unet",
-    defaults={"depth": 4, "base": 32, "norm": "batch", "encoder": None, "pretrained": False,
+    defaults={"depth": 4, "base": 16, "norm": "batch", "encoder": None, "pretrained": False,
               "weights_path": None},
-    presets={"light": {"depth": 4, "base": 32}, "wide": {"depth": 4, "base": 64}},
+    presets={"light": {"depth": 4, "base": 16}, "medium": {"depth": 4, "base": 32}, "wide": {"depth": 4, "base": 64}},
     description="U-Net: VGG-like encoder, decoder with skip concatenation; light default for CPU",
 )
 def unet(*, num_classes: int, in_channels: int, depth: int, base: int, norm: str,

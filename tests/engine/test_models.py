@@ -99,7 +99,7 @@ def test_bad_options_are_user_errors():
 
 
 def test_presets_and_defaults():
-    assert model_defaults("unet")["base"] == 32
+    assert model_defaults("unet")["base"] == 16
     wide = build_model("unet", 2, preset="wide")
     assert wide.maskloop_options["base"] == model_presets("unet")["wide"]["base"] == 64
     assert build_model("unet", 2, preset="wide", base=48, depth=2).maskloop_options["base"] == 48
