@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import pickle
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from engine import __version__
+from engine.atomic import atomic_write, os_error_to_user_error
 from engine.errors import UserError
 
 FORMAT = "maskloop-checkpoint"
@@ -61,36 +61,11 @@ def _unwrap(model):
             return model
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:  # make the rename itself durable; not possible on every platform
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
 def save_checkpoint(path: str | os.PathLike, model, meta: Mapping[str, Any]) -> Path:
     """Write ``model``'s weights and ``meta`` (model, classes, normalization, metrics, train)
     atomically to ``path``. ``model`` is a module (wrappers are unwrapped) or a state dict."""
+    import torch
+
     path = Path(path)
     if "model" not in meta or not isinstance(meta["model"], Mapping):
         raise ValueError("checkpoint meta needs a 'model' dict (name, options, num_classes, in_channels)")
@@ -123,9 +98,11 @@ def save_checkpoint(path: str | os.PathLike, model, meta: Mapping[str, Any]) -> 
                      "in_channels": int(meta["model"].get("in_channels", 3))}
     data["state_dict"] = state
     try:
-        _atomic_torch_save(data, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"cannot write checkpoint ({exc.strerror or exc})", path) from None
+        raise os_error_to_user_error(exc, path.parent, "cannot create") from None
+    with atomic_write(path) as f:
+        torch.save(data, f)
     return path
 
 

@@ -68,7 +68,7 @@ def test_failed_save_keeps_the_previous_file(tmp_path, small_unet, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(torch, "save", disk_full)
-    with pytest.raises(UserError, match="No space left"):
+    with pytest.raises(UserError, match="no space left"):
         save_checkpoint(path, small_unet, _meta(small_unet))
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
