@@ -85,8 +85,10 @@ def create(conn: sqlite3.Connection, program_version: str, created: str) -> None
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
-def migrate(conn: sqlite3.Connection, version: int, target: int = SCHEMA_VERSION) -> None:
-    """Run the migrations from ``version`` to ``target``; the caller holds a transaction."""
+def migrate(conn: sqlite3.Connection, version: int, target: int | None = None) -> None:
+    """Run the migrations from ``version`` to ``target`` (default: the latest); the caller holds
+    a transaction."""
+    target = SCHEMA_VERSION if target is None else target
     while version < target:
         step = MIGRATIONS.get(version)
         if step is None:
