@@ -1,0 +1,391 @@
+"""``train``, ``predict`` and ``eval``: the model half of the command line.
+
+torch is imported only inside the commands, so that ``new`` or ``import`` start at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from engine.errors import UserError
+
+MODELS = ("unet", "fcn8s", "fcn16s", "fcn32s")
+
+
+def register(subparsers) -> None:
+    _register_train(subparsers)
+    _register_predict(subparsers)
+    _register_eval(subparsers)
+
+
+# -- train --------------------------------------------------------------------------------------
+
+def _register_train(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a model on the project's labeled images",
+        description="Train a segmentation model on the labeled pixels of PROJECT (unlabeled "
+                    "pixels are ignored, so a few strokes are enough to start). Runs under "
+                    "torchrun too: torchrun --nproc_per_node=N main.py train PROJECT ...")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--model", default=None,
+                   help="unet (default), fcn8s, fcn16s or fcn32s; with --init CHECKPOINT the "
+                        "checkpoint's model")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=int, help="train for N epochs")
+    budget.add_argument("--minutes", type=float, help="train for M minutes (default 10)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N, mps")
+    p.add_argument("--batch-size", type=int, help="crops per step (per process); default from model and device")
+    p.add_argument("--crop", type=int, help="side of the square training crops in pixels (default 256)")
+    p.add_argument("--init", default="last",
+                   help="last (continue from the project's last run of this model; default), "
+                        "pretrained, scratch, or a CHECKPOINT file")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 U-Net, 1e-4 FCN; halved to fine-tune)")
+    p.add_argument("--loss", default="ce", choices=("ce", "ce+dice"), help="cross-entropy, or plus Dice")
+    p.add_argument("--val-fraction", type=float,
+                   help="share of labeled images held out for validation (default: 15%% from 4 images on; 0: none)")
+    p.add_argument("--augment", default="auto", choices=("auto", "dihedral", "flips", "none"),
+                   help="auto: all 8 orientations, except horizontal mirroring only for colour photos")
+    p.add_argument("--preset", help="model preset (e.g. unet: light, medium, wide)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. base=32 or encoder=resnet34 (repeatable)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads (MASKLOOP_TORCH_THREADS wins if set)")
+    p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--json", action="store_true", help="one JSON object per event line")
+    p.set_defaults(func=run_train)
+
+
+def _parse_options(items: list[str], preset: str | None) -> dict:
+    options: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--option wants KEY=VALUE, like base=32 (got {item!r})")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    if preset:
+        options["preset"] = preset
+    return options
+
+
+class _Progress:
+    """Turns training events into lines on stdout: readable, or one JSON object per event."""
+
+    def __init__(self, as_json: bool, out=sys.stdout, every_s: float = 2.0):
+        self.as_json = as_json
+        self.out = out
+        self.every_s = every_s
+        self._last = 0.0
+
+    def __call__(self, event) -> None:
+        from engine.training.events import event_to_dict
+
+        if self.as_json:
+            print(json.dumps(event_to_dict(event)), file=self.out, flush=True)
+            return
+        name = type(event).__name__
+        handler = getattr(self, f"_{name}", None)
+        if handler is not None:
+            handler(event)
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def _TrainStarted(self, e) -> None:  # noqa: N802 - named after the event
+        budget = (f"{e.total_steps} steps" if e.total_steps else f"{e.budget_s / 60:g} min")
+        self._print(f"training on {e.device_name}: {e.num_train} training image(s), "
+                    f"{e.num_val} validation; budget {budget}")
+
+    def _StepDone(self, e) -> None:  # noqa: N802
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        eta = f"  eta {_clock(e.eta_s)}" if e.eta_s is not None else ""
+        self._print(f"epoch {e.epoch} step {e.step}  loss {e.loss:.4f}  {e.images_per_s:.1f} img/s  "
+                    f"{100 * e.progress:3.0f}%{eta}")
+
+    def _EpochDone(self, e) -> None:  # noqa: N802
+        val = ""
+        if e.val_metrics:
+            val = f", validation mean IoU {e.val_metrics.get('mean_iou', float('nan')):.3f}"
+        self._print(f"epoch {e.epoch}: training loss {e.train_loss:.4f}{val} ({e.seconds:.1f} s)")
+
+    def _Notice(self, e) -> None:  # noqa: N802
+        self._print(f"note: {e.text}")
+
+    def _TrainFinished(self, e) -> None:  # noqa: N802
+        r = e.result
+        self._print(("stopped" if r.stopped else "finished") +
+                    f" after {r.metrics.get('epochs', 0)} epoch(s), {r.metrics.get('steps', 0)} steps "
+                    f"in {_clock(r.metrics.get('seconds', 0))}")
+        self._print(f"metrics: {format_metrics(r.metrics)}")
+        self._print(f"checkpoint: {r.best_checkpoint}")
+
+
+def _clock(seconds: float | None) -> str:
+    seconds = int(round(seconds or 0))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def format_metrics(metrics: dict) -> str:
+    if "mean_iou" not in metrics:
+        loss = metrics.get("train_loss")
+        return f"training loss {loss:.4f} (no validation images)" if loss is not None else "none"
+    parts = [f"mean IoU {metrics['mean_iou']:.3f}"]
+    if "pixel_accuracy" in metrics:
+        parts.append(f"pixel accuracy {metrics['pixel_accuracy']:.3f}")
+    iou = metrics.get("iou") or {}
+    if isinstance(iou, dict):
+        parts += [f"{name} IoU {value:.3f}" for name, value in iou.items() if value is not None]
+    return ", ".join(parts)
+
+
+class _StopOnInterrupt:
+    """First Ctrl+C: stop after the current step and keep the checkpoint. Second: abort."""
+
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+        self.previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print("stopping after this step (Ctrl+C again to abort)...", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from engine.project import Project
+    from engine.training import TrainConfig, train_project
+    from engine.training import distributed as ddp
+
+    model = args.model
+    if model is None:
+        model = "unet"
+        if args.init not in ("last", "pretrained", "scratch"):
+            from engine.checkpoint import load_checkpoint
+
+            model = load_checkpoint(args.init).model_name
+    config = TrainConfig(model=model, model_options=_parse_options(args.option, args.preset),
+                         epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
+                         crop=args.crop, lr=args.lr, device=args.device, init=args.init,
+                         val_fraction=args.val_fraction, seed=args.seed, amp=not args.no_amp,
+                         loss=args.loss, num_threads=args.threads, augment=args.augment)
+    config.check()
+    if not Path(args.project).is_dir():
+        raise UserError("no such project folder", args.project)
+    dist = ddp.init_from_env(args.device)
+    try:
+        # Under torchrun only process 0 writes; the others read the same labels.
+        with Project.open(args.project, readonly=not dist.is_main) as project:
+            stop = threading.Event()
+            progress = _Progress(args.json) if dist.is_main else None
+            with _StopOnInterrupt(stop):
+                train_project(project, config, progress, stop)
+    finally:
+        ddp.shutdown()
+    return 0
+
+
+# -- predict ------------------------------------------------------------------------------------
+
+def _register_predict(subparsers) -> None:
+    p = subparsers.add_parser(
+        "predict", help="predict masks with a trained model",
+        description="predict PROJECT [--run RUN] [--all | --unlabeled]: store predictions in "
+                    "the project (default: every image not marked done). "
+                    "predict --model CKPT IMAGE... --out DIR: no project; one index PNG per image, "
+                    "named after it (a.tif -> a.png).")
+    p.add_argument("paths", nargs="+", metavar="PROJECT | IMAGE")
+    p.add_argument("--run", help="the run whose model predicts (default: the last finished run)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every image of the project")
+    which.add_argument("--unlabeled", action="store_true", help="only images without any label")
+    p.add_argument("--model", metavar="CKPT", help="a checkpoint file: predict IMAGE files without a project")
+    p.add_argument("--out", metavar="DIR", help="with --model: folder for the mask PNGs")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="one JSON object per image")
+    p.set_defaults(func=run_predict)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    if args.model:
+        if args.run or args.all or args.unlabeled:
+            raise UserError("--run, --all and --unlabeled are for a project; with --model give "
+                            "IMAGE files and --out DIR")
+        if not args.out:
+            raise UserError("predict --model needs --out DIR for the mask PNGs")
+        return _predict_files(args)
+    if args.out:
+        raise UserError("--out goes with --model CKPT IMAGE...; a project keeps its predictions")
+    if len(args.paths) != 1:
+        raise UserError("predict takes one PROJECT (or --model CKPT IMAGE... --out DIR)")
+    return _predict_project(args)
+
+
+def _predict_project(args: argparse.Namespace) -> int:
+    from engine.inference import predict_project
+    from engine.project import Project
+
+    with Project.open(args.paths[0]) as project:
+        if args.run:
+            run = project.run(args.run)
+            if run.checkpoint is None or not Path(run.checkpoint).is_file():
+                raise UserError(f"run {run.name} has no checkpoint (status {run.status})", project.path)
+        elif project.last_run() is None:
+            raise UserError("no trained model yet: run `train` first", project.path)
+        images = project.images()
+        if args.all:
+            ids = [r.id for r in images]
+        elif args.unlabeled:
+            ids = [r.id for r in images if not r.labeled_pixels]
+        else:
+            ids = [r.id for r in images if not r.done]
+        names = {r.id: r.name for r in images}
+        stop = threading.Event()
+
+        def show(event) -> None:
+            if args.json:
+                from engine.training.events import event_to_dict
+
+                print(json.dumps(event_to_dict(event)), flush=True)
+
+        with _StopOnInterrupt(stop):
+            result = predict_project(project, args.run, ids, callback=show, stop_event=stop,
+                                     device=args.device)
+        if not args.json:
+            done = {r.id: r for r in project.images()}
+            for image_id in ids:
+                r = done[image_id]
+                if r.uncertainty is not None:
+                    print(f"{names[image_id]}: uncertainty {r.uncertainty:.3f}")
+            print(f"predicted {len(ids)} image(s) in {project.path}")
+        del result
+    return 0
+
+
+def output_names(images: list[Path]) -> list[str]:
+    """``a.tif -> a.png``; two inputs that would write the same file are an error."""
+    names, seen = [], {}
+    for path in images:
+        name = f"{path.stem}.png"
+        if name in seen:
+            raise UserError(f"both {seen[name]} and {path} would be written as {name}; predict "
+                            "them into different --out folders", path)
+        seen[name] = path
+        names.append(name)
+    return names
+
+
+def write_index_png(path: Path, classmap, colors: list[tuple[int, int, int]]) -> None:
+    """An 8-bit palette PNG: pixel value = class index (what other tools read), colours of the
+    classes (VOC colours for the rest) so that it also looks right in an image viewer."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from engine.atomic import atomic_write_bytes
+    from engine.palette import VOC_PALETTE
+
+    palette = np.array(VOC_PALETTE, dtype=np.uint8).copy()
+    for k, color in enumerate(colors[:255]):
+        palette[k] = color
+    image = Image.fromarray(np.ascontiguousarray(classmap, dtype=np.uint8), mode="P")
+    image.putpalette(palette.reshape(-1).tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def _predict_files(args: argparse.Namespace) -> int:
+    from engine.checkpoint import load_checkpoint
+    from engine.imageio import read_image
+    from engine.inference import Predictor
+
+    images = [Path(p) for p in args.paths]
+    for path in images:
+        if not path.is_file():
+            raise UserError("no such image file", path)
+    names = output_names(images)
+    colors = load_checkpoint(args.model).class_colors
+    predictor = Predictor.from_checkpoint(args.model, device=args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UserError("--out must be a folder", out)
+    arrays = []
+    for path in images:  # read everything first: a bad file stops the command before writing
+        arrays.append(read_image(path))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder ({exc.strerror or exc})", out) from None
+    for path, name, image in zip(images, names, arrays):
+        prediction = predictor.predict(image)
+        target = out / name
+        write_index_png(target, prediction.classmap, colors)
+        if args.json:
+            print(json.dumps({"image": str(path), "mask": str(target),
+                              "uncertainty": float(prediction.uncertainty)}), flush=True)
+        else:
+            print(f"{path} -> {target} (uncertainty {prediction.uncertainty:.3f})", flush=True)
+    return 0
+
+
+# -- eval ---------------------------------------------------------------------------------------
+
+def _register_eval(subparsers) -> None:
+    p = subparsers.add_parser(
+        "eval", help="per-class IoU and Dice of a model on the labeled images",
+        description="Compare a run's predictions with the labels: per-class IoU and Dice, mean "
+                    "IoU, pixel accuracy. Uses the run's validation images where it had some, "
+                    "else every labeled image (unlabeled pixels are not counted).")
+    p.add_argument("project", metavar="PROJECT")
+    p.add_argument("--run", help="default: the last finished run")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=run_eval)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from engine.evaluation import evaluate_run
+    from engine.project import Project
+
+    with Project.open(args.project, readonly=True) as project:
+        report = evaluate_run(project, args.run, device=args.device)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"run {report['run']} ({report['model']}) on {report['num_images']} {report['images']} image(s)")
+    width = max([len(n) for n in report["classes"]] + [5])
+    print(f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}  {'pixels':>10}")
+    for name in report["classes"]:
+        iou, dice = report["iou"].get(name), report["dice"].get(name)
+        pixels = report["pixels"].get(name, 0)
+        print(f"{name:<{width}}  {_num(iou)}  {_num(dice)}  {pixels:>10}")
+    print(f"mean IoU {_num(report['mean_iou']).strip()}, pixel accuracy "
+          f"{_num(report['pixel_accuracy']).strip()}")
+    return 0
+
+
+def _num(value) -> str:
+    return f"{value:6.3f}" if isinstance(value, (int, float)) and value == value else "     -"

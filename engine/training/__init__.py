@@ -1,0 +1,17 @@
+"""Training: :func:`train_project` (a project) and :func:`train` (in-memory examples).
+
+Progress comes as event dataclasses through a callback (:mod:`engine.training.events`); a
+``threading.Event`` stops a run within one step, leaving valid checkpoints. See
+``docs/training.md`` for what the defaults are and why.
+"""
+
+from engine.training.config import TrainConfig
+from engine.training.data import Example
+from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone, TrainFailed,
+                                    TrainFinished, TrainResult, TrainStarted, event_to_dict)
+from engine.training.project_run import train_project
+from engine.training.trainer import train
+
+__all__ = ["TrainConfig", "train", "train_project", "Example", "TrainResult", "TrainStarted",
+           "StepDone", "EpochDone", "CheckpointSaved", "Notice", "TrainFinished", "TrainFailed",
+           "event_to_dict"]

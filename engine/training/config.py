@@ -1,0 +1,132 @@
+"""What a training run is asked to do (:class:`TrainConfig`) and the defaults filled in for the
+model and device at hand (:func:`resolve_config`).
+
+Every field left ``None`` means "choose for me"; the choices, and why, are in
+``docs/training.md``. The resolved config is stored in the run and in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import UserError
+
+INIT_CHOICES = ("last", "pretrained", "scratch")  # or a checkpoint path
+LOSS_CHOICES = ("ce", "ce+dice")
+AUGMENT_CHOICES = ("auto", "dihedral", "flips", "none")
+
+# Used when neither epochs nor minutes is given: a budget the user can plan around.
+DEFAULT_MINUTES = 10.0
+
+
+@dataclass
+class TrainConfig:
+    model: str = "unet"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    epochs: int | None = None
+    minutes: float | None = None
+    batch_size: int | None = None  # per process under torchrun
+    crop: int | None = None
+    lr: float | None = None
+    device: str = "auto"
+    init: str = "last"  # "last" | "pretrained" | "scratch" | a checkpoint path
+    val_fraction: float | None = None  # None: automatic; 0: no validation
+    seed: int = 0
+    amp: bool = True  # mixed precision, CUDA only
+    loss: str = "ce"  # "ce" | "ce+dice"
+    num_threads: int | None = None
+    augment: str = "auto"  # "auto" | "dihedral" | "flips" | "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def check(self) -> None:
+        """Reject impossible values before anything is loaded or written."""
+        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
+            raise UserError(f"epochs must be a whole number of at least 1, not {self.epochs!r}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise UserError(f"minutes must be more than 0, not {self.minutes!r}")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise UserError(f"batch size must be a whole number of at least 1, not {self.batch_size!r}")
+        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 16):
+            raise UserError(f"crop must be a whole number of at least 16 pixels, not {self.crop!r}")
+        if self.lr is not None and not 0 < self.lr < 1:
+            raise UserError(f"learning rate must be between 0 and 1, not {self.lr!r}")
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
+            raise UserError(f"validation fraction must be in [0, 1), not {self.val_fraction!r}")
+        if self.loss not in LOSS_CHOICES:
+            raise UserError(f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSS_CHOICES)}")
+        if self.augment not in AUGMENT_CHOICES:
+            raise UserError(f"unknown augmentation {self.augment!r}; choose one of: "
+                            f"{', '.join(AUGMENT_CHOICES)}")
+        if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
+            raise UserError(f"threads must be a whole number of at least 1, not {self.num_threads!r}")
+        if not isinstance(self.init, str) or not self.init:
+            raise UserError("init must be last, pretrained, scratch or a checkpoint path")
+        from engine.training.devices import check_device_name
+
+        check_device_name(self.device)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The numbers a run actually uses, after defaults."""
+
+    crop: int
+    batch_size: int
+    lr: float
+    epochs: int | None
+    minutes: float | None
+    weight_decay: float
+    warmup: float  # fraction of the budget
+
+
+def default_crop(model: str, device_type: str) -> int:
+    # 256 px holds enough context for cells, defects and street objects at their usual scale
+    # while a step stays near a second on a laptop CPU. FCNs see at stride 32: on a GPU they get
+    # 384 so that pool5 is 12 x 12, not 8 x 8.
+    if device_type == "cuda" and model.startswith("fcn"):
+        return 384
+    return 256
+
+
+def default_batch(model: str, options: dict[str, Any], device_type: str) -> int:
+    # CPU: a small batch means more optimiser steps in the same minutes, which is what limits
+    # learning there; 4 still gives BatchNorm usable statistics. GPU: enough to fill it.
+    if device_type == "cpu":
+        return 4
+    if model.startswith("fcn"):
+        return 8
+    return 16 if int(options.get("base", 32)) <= 32 else 8
+
+
+def default_lr(model: str, init_kind: str) -> float:
+    # Peak of the one-cycle schedule. FCNs sit on a deep VGG16 without BatchNorm: they need a
+    # smaller step. Fine-tuning starts from a good point and must not be thrown out of it.
+    lr = 1e-4 if model.startswith("fcn") else 2e-3
+    if init_kind in ("last", "checkpoint"):
+        lr *= 0.5
+    return lr
+
+
+def resolve_config(config: TrainConfig, model_options: dict[str, Any], device_type: str,
+                   init_kind: str) -> Resolved:
+    epochs, minutes = config.epochs, config.minutes
+    if epochs is None and minutes is None:
+        minutes = DEFAULT_MINUTES
+    return Resolved(
+        crop=config.crop or default_crop(config.model, device_type),
+        batch_size=config.batch_size or default_batch(config.model, model_options, device_type),
+        lr=config.lr or default_lr(config.model, init_kind),
+        epochs=epochs,
+        minutes=minutes,
+        weight_decay=1e-4,
+        warmup=0.05,
+    )

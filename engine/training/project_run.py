@@ -1,0 +1,85 @@
+"""Training a project: snapshot its labels, open a run, train, record the outcome."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from engine.errors import UserError
+from engine.training import distributed as ddp
+from engine.training.config import TrainConfig
+from engine.training.data import Example
+from engine.training.events import TrainResult
+from engine.training.setup import prepare
+from engine.training.trainer import run_training
+
+FINISHED_STATUSES = ("finished", "stopped")
+
+
+def snapshot_examples(project) -> list[Example]:
+    """Every labeled image with a copy of its label, read now: the window may keep painting
+    while training runs, and training must see one consistent state."""
+    examples = []
+    for record in project.labeled_images():
+        image = project.read_image(record.id)
+        label = project.read_label(record.id).copy()
+        examples.append(Example(record.name, image, label, ident=record.id))
+    return examples
+
+
+def last_checkpoint_for(project, model: str) -> Path | None:
+    """The checkpoint of the project's newest finished (or stopped) run of ``model``."""
+    candidates = [r for r in project.runs()
+                  if r.model == model and r.status in FINISHED_STATUSES
+                  and r.checkpoint is not None and Path(r.checkpoint).is_file()]
+    if not candidates:
+        return None
+    return Path(max(candidates, key=lambda r: r.created).checkpoint)
+
+
+def train_project(project, config: TrainConfig, callback=None,
+                  stop_event: threading.Event | None = None) -> TrainResult:
+    """Train on the project's labeled images; the run lands in ``models/<run>/``.
+
+    Nothing is written when the input is refused (no labeled pixels, a label of the wrong size,
+    an unknown model or device...). Under torchrun only process 0 writes to the project.
+    """
+    config.check()
+    examples = snapshot_examples(project)
+    if not examples:
+        raise UserError("no labeled pixels: paint a few strokes of each class on some images "
+                        "(or import masks) before training", project.path)
+    last = last_checkpoint_for(project, config.model) if config.init == "last" else None
+    prepared = prepare(examples, project.classes, config, last)
+    dist = prepared.dist
+
+    run_name = None
+    if dist.is_main:
+        run_config = {**config.to_dict(), "init_kind": prepared.init_kind,
+                      "init_from": prepared.init_from, "crop": prepared.resolved.crop,
+                      "batch_size": prepared.resolved.batch_size, "lr": prepared.resolved.lr,
+                      "minutes": prepared.resolved.minutes, "augment": prepared.augment,
+                      "world_size": dist.world,
+                      "train_image_ids": [ex.ident for ex in prepared.train],
+                      "val_image_ids": [ex.ident for ex in prepared.val]}
+        run_name = project.new_run(config.model, run_config).name
+    if dist.enabled:
+        run_name = ddp.broadcast_object(run_name)
+    out_dir = project.run_dir(run_name)
+
+    try:
+        result = run_training(prepared, out_dir, callback, stop_event, run=run_name)
+    except KeyboardInterrupt:
+        if dist.is_main:
+            project.finish_run(run_name, "interrupted", {}, None)
+        raise
+    except BaseException as exc:
+        if dist.is_main:
+            project.finish_run(run_name, "failed", {"error": str(exc)}, None)
+        raise
+    if dist.is_main:
+        metrics = dict(result.metrics)
+        metrics["val_image_ids"] = [ex.ident for ex in prepared.val]
+        project.finish_run(run_name, "stopped" if result.stopped else "finished", metrics,
+                           str(result.best_checkpoint))
+    return result

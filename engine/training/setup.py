@@ -1,0 +1,165 @@
+"""Everything a training run checks and builds before its first step.
+
+:func:`prepare` raises :class:`UserError` for every bad input (no labeled pixels, a label of the
+wrong size, an unknown model or device, CUDA asked for but absent, a checkpoint that does not
+fit) before anything is written, so a refused run leaves no trace in the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError, WeightsUnavailableError
+from engine.normalization import Normalization, fit_normalization
+from engine.training.augment import choose_augment
+from engine.training.config import Resolved, TrainConfig, resolve_config
+from engine.training.data import Example, check_examples, input_channels, split_validation
+from engine.training.distributed import DistInfo, current
+from engine.training.devices import resolve_device
+
+
+@dataclass
+class Prepared:
+    config: TrainConfig
+    classes: list[dict[str, Any]]
+    train: list[Example]
+    val: list[Example]
+    channels: int
+    model: Any  # torch.nn.Module, on the CPU
+    normalization: Normalization
+    init_kind: str  # "scratch" | "pretrained" | "last" | "checkpoint"
+    init_from: str | None
+    device: Any  # torch.device
+    dist: DistInfo
+    augment: str
+    resolved: Resolved
+    notices: list[str] = field(default_factory=list)
+
+
+def normalize_classes(classes) -> list[dict[str, Any]]:
+    """ClassInfo records, ``(name, colour)`` pairs, dicts or bare names -> checkpoint dicts."""
+    from engine.palette import default_class_color
+
+    out = []
+    for i, c in enumerate(classes):
+        if isinstance(c, str):
+            name, color = c, None
+        elif isinstance(c, dict):
+            name, color = c["name"], c.get("color")
+        elif isinstance(c, (tuple, list)):
+            name, color = c[0], (c[1] if len(c) > 1 else None)
+        else:
+            name, color = c.name, getattr(c, "color", None)
+        color = tuple(int(v) for v in (color if color is not None else default_class_color(i)))
+        out.append({"index": i, "name": str(name), "color": list(color)})
+    return out
+
+
+def training_device(request: str, dist: DistInfo):
+    import torch
+
+    device = resolve_device(request)
+    if dist.enabled and device.type == "cuda":
+        # One GPU per process: torchrun's LOCAL_RANK picks it.
+        device = torch.device("cuda", dist.local_rank % torch.cuda.device_count())
+    return device
+
+
+def _fresh_model(config: TrainConfig, options: dict, num_classes: int, channels: int,
+                 kind: str, notices: list[str]):
+    """Build for "scratch" or "pretrained"; returns (model, kind actually used)."""
+    from engine.models import build_model
+
+    if kind == "pretrained":
+        return build_model(config.model, num_classes, channels, **{**options, "pretrained": True}), kind
+    if kind == "auto":  # no previous run: ImageNet weights where the model has them
+        can = "pretrained" in options and not options.get("weights_path")
+        if can:
+            try:
+                model = build_model(config.model, num_classes, channels, **{**options, "pretrained": True})
+                return model, "pretrained"
+            except WeightsUnavailableError as exc:
+                notices.append(f"{exc.reason.split(';')[0]}; training from scratch")
+            except UserError:
+                pass  # this configuration has no pretrained weights (a plain U-Net): scratch
+    return build_model(config.model, num_classes, channels, **options), "scratch"
+
+
+def prepare(examples: list[Example], classes, config: TrainConfig,
+            last_checkpoint: str | Path | None = None) -> Prepared:
+    """Check the inputs and build the model. ``last_checkpoint``: what ``init="last"`` means
+    here (the project's latest run of this model), or None when there is none."""
+    import torch
+
+    from engine.models import resolve_options
+
+    config.check()
+    options = resolve_options(config.model, config.model_options)  # unknown model: UserError
+    classes = normalize_classes(classes)
+    num_classes = len(classes)
+    check_examples(examples, num_classes)
+    dist = current()
+    device = training_device(config.device, dist)
+    channels = input_channels(examples)
+    train, val = split_validation(examples, config.val_fraction, config.seed)
+    notices: list[str] = []
+
+    torch.manual_seed(config.seed)  # the same initial weights on every process
+    init = config.init
+    normalization = None
+    init_from = None
+    if init == "last" and last_checkpoint is not None:
+        model, normalization, kind, init_from = _from_checkpoint(
+            Path(last_checkpoint), config, options, num_classes, channels, notices, strict=False)
+        if model is None:
+            model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
+    elif init == "last":
+        model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
+    elif init in ("pretrained", "scratch"):
+        model, kind = _fresh_model(config, options, num_classes, channels, init, notices)
+    else:
+        model, normalization, kind, init_from = _from_checkpoint(
+            Path(init), config, options, num_classes, channels, notices, strict=True)
+    if normalization is None:
+        normalization = fit_normalization((ex.image for ex in train), channels, seed=config.seed)
+    resolved = resolve_config(config, getattr(model, "maskloop_options", options), device.type, kind)
+    return Prepared(config=config, classes=classes, train=train, val=val, channels=channels,
+                    model=model, normalization=normalization, init_kind=kind, init_from=init_from,
+                    device=device, dist=dist, augment=choose_augment(config.augment, examples),
+                    resolved=resolved, notices=notices)
+
+
+def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes: int,
+                     channels: int, notices: list[str], strict: bool):
+    """Fine-tune start. ``strict`` (a file the user named): misfits are errors; otherwise (the
+    project's last run) a misfit means "start afresh", said in a notice."""
+    from engine.checkpoint import INIT_OPTIONS, load_checkpoint
+
+    try:
+        ckpt = load_checkpoint(path)
+        if not strict:
+            mine = {k: v for k, v in options.items() if k not in INIT_OPTIONS}
+            theirs = {k: v for k, v in ckpt.model_options.items() if k not in INIT_OPTIONS}
+            if ckpt.model_name == config.model and mine != theirs:
+                raise UserError("its model options differ from the ones asked for", path)
+        model, fresh = ckpt.build_for_finetune(num_classes, channels, config.model, device="cpu")
+    except UserError as exc:
+        if strict:
+            raise
+        notices.append(f"cannot continue from the last run ({exc}); starting afresh")
+        return None, None, None, None
+    if fresh:
+        notices.append(f"the number of classes changed ({ckpt.num_classes} -> {num_classes}): "
+                       "the class layer starts afresh, the rest continues from the checkpoint")
+    if strict and config.model_options:
+        mine = {k: v for k, v in options.items() if k not in INIT_OPTIONS}
+        theirs = {k: v for k, v in ckpt.model_options.items() if k not in INIT_OPTIONS}
+        if mine != theirs:
+            notices.append("the model options of the checkpoint are kept (a checkpoint fixes its "
+                           "architecture)")
+    norm = ckpt.normalization
+    if len(norm.get("mean", ())) != channels or len(norm.get("std", ())) != channels:
+        norm = None
+    return model, norm, ("last" if not strict else "checkpoint"), str(path)

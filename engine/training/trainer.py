@@ -1,0 +1,476 @@
+"""The training loop: :func:`train` on in-memory examples (the project wrapper is
+:func:`engine.training.project_run.train_project`).
+
+One step: a batch of augmented crops (made on a background thread), forward under autocast on
+CUDA, class-weighted cross-entropy that ignores unlabeled pixels (plus Dice if asked), AdamW,
+a one-cycle learning rate (warm-up, then cosine) driven by the fraction of the budget spent,
+so that a budget in minutes gets the same shape of schedule as one in epochs.
+
+Between steps: the stop event (answered within one step), the time budget, CUDA out-of-memory
+(retried with half the batch, then half the crop). At epoch ends: validation (kept under ~10% of
+the time), the best and last checkpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.training import distributed as ddp
+from engine.training.augment import AugmentSettings, CropMaker
+from engine.training.data import CropSampler, Example, class_pixel_counts, class_weights
+from engine.training.devices import device_name, thread_count
+from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone, TrainFailed,
+                                    TrainFinished, TrainResult, TrainStarted)
+from engine.training.setup import Prepared, prepare
+from engine.training.stream import BatchStream
+from engine.training.validation import validation_confusion
+
+BEST_NAME = "checkpoint.pt"  # the one to predict with (DESIGN.md: models/<run>/checkpoint.pt)
+LAST_NAME = "last.pt"
+MIN_CROP = 64
+# Validation may take this share of the training time at most; beyond it, epochs go unvalidated.
+VALIDATION_SHARE = 0.1
+# Checkpoints are written at most this often while training (and always at the end).
+SAVE_EVERY_S = 60.0
+
+
+def lr_factor(progress: float, warmup: float) -> float:
+    """One-cycle shape: linear warm-up over ``warmup`` of the budget, then cosine to 1%."""
+    progress = min(max(progress, 0.0), 1.0)
+    if progress < warmup:
+        return 0.02 + 0.98 * progress / warmup
+    t = (progress - warmup) / max(1e-9, 1.0 - warmup)
+    return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class _Emitter:
+    def __init__(self, callback: Callable[[Any], None] | None, enabled: bool):
+        self.callback = callback if enabled else None
+
+    def __call__(self, event) -> None:
+        if self.callback is not None:
+            self.callback(event)
+
+
+def train(examples: list[Example], classes, config, out_dir, callback=None,
+          stop_event: threading.Event | None = None, *, run: str | None = None,
+          last_checkpoint: str | Path | None = None) -> TrainResult:
+    """Train on ``examples`` and write ``checkpoint.pt`` (best) and ``last.pt`` in ``out_dir``.
+
+    ``classes``: ClassInfo records, names, or ``(name, colour)`` pairs, in class-index order.
+    ``last_checkpoint``: what ``config.init == "last"`` continues from (None: a fresh start).
+    Bad input raises :class:`UserError` before anything is written.
+    """
+    prepared = prepare(examples, classes, config, last_checkpoint)
+    return run_training(prepared, out_dir, callback, stop_event, run=run)
+
+
+def run_training(p: Prepared, out_dir, callback=None, stop_event: threading.Event | None = None,
+                 *, run: str | None = None) -> TrainResult:
+    import torch
+
+    emit = _Emitter(callback, p.dist.is_main)
+    threads = thread_count(p.config.num_threads)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _Loop(p, Path(out_dir), emit, stop_event or threading.Event(), run).run()
+    except UserError as exc:
+        emit(TrainFailed(str(exc)))
+        raise
+    except Exception as exc:
+        emit(TrainFailed(f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        if threads:
+            torch.set_num_threads(previous_threads)
+
+
+class _Loop:
+    def __init__(self, p: Prepared, out_dir: Path, emit: _Emitter, stop_event: threading.Event,
+                 run: str | None):
+        import torch
+
+        self.p = p
+        self.out_dir = out_dir
+        self.emit = emit
+        self.stop_event = stop_event
+        self.run_name = run
+        self.device = p.device
+        self.dist = p.dist
+        self.num_classes = len(p.classes)
+        self.batch_size = p.resolved.batch_size
+        self.crop = p.resolved.crop
+        cuda = self.device.type == "cuda"
+        self.autocast_dtype = None
+        self.scaler = None
+        if cuda and p.config.amp:
+            if torch.cuda.is_bf16_supported():
+                self.autocast_dtype = torch.bfloat16  # no loss scaling needed
+            else:
+                self.autocast_dtype = torch.float16
+                self.scaler = torch.amp.GradScaler("cuda")
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
+        counts = class_pixel_counts(p.train, self.num_classes)
+        self.class_weights = class_weights(counts)
+        self.sampler = CropSampler(p.train, self.crop, seed=p.config.seed)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        import torch
+
+        from engine.training.losses import SegmentationLoss
+
+        model = self.p.model.to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+        self.model = model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(model, device_ids=ids)
+        else:
+            self.net = model
+        decay, no_decay = [], []
+        for param in model.parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim <= 1 else decay).append(param)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.p.resolved.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.p.resolved.lr * lr_factor(0.0, self.p.resolved.warmup),
+            foreach=self.device.type != "cpu" or None)
+        weights = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
+        self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice")
+
+    def _stream(self, epoch: int) -> BatchStream:
+        maker = CropMaker(self.crop, self.p.normalization, self.p.channels,
+                          AugmentSettings(mode=self.p.augment))
+        self.sampler.crop = self.crop
+        per_epoch = self.sampler.samples_per_epoch()
+        self.steps_per_epoch = max(1, math.ceil(per_epoch / (self.batch_size * self.dist.world)))
+        return BatchStream(self.p.train, self.sampler, maker, self.batch_size, self.steps_per_epoch,
+                           epoch, self.p.config.seed, self.dist.rank, self.dist.world,
+                           pin=self.device.type == "cuda", workers=self._workers())
+
+    def _workers(self) -> int:
+        # On a CPU the network needs the cores and a batch takes ~1% of a step: one thread.
+        # An accelerator finishes a step in tens of milliseconds: crops from several threads.
+        if self.device.type == "cpu":
+            return 1
+        return max(1, min(6, (os.cpu_count() or 2) - 1))
+
+    # -- pieces of a step -----------------------------------------------------------------------
+
+    def _step(self, images, masks) -> "object":
+        import torch
+
+        x = images.to(self.device, non_blocking=True)
+        y = masks.to(self.device, non_blocking=True)
+        if self.device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
+            logits = self.net(x)
+        loss = self.loss_fn(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss.detach()
+
+    def _shrink_after_oom(self) -> str:
+        """Halve the batch, then the crop; UserError when nothing is left to halve."""
+        import torch
+
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        where = device_name(self.device)
+        if self.dist.enabled:
+            raise UserError(f"out of memory on {where} with batch {self.batch_size} and crop "
+                            f"{self.crop}; run again with a smaller --batch-size or --crop")
+        if self.batch_size > 1:
+            self.batch_size //= 2
+            return f"out of memory on {where}: retrying with batch {self.batch_size}"
+        if self.crop // 2 >= MIN_CROP:
+            self.crop = max(MIN_CROP, (self.crop // 2) // 32 * 32)
+            return f"out of memory on {where} even with batch 1: retrying with crop {self.crop}"
+        raise UserError(f"out of memory on {where} even with batch 1 and crop {self.crop}: "
+                        "close other programs that use the GPU, choose a lighter model, "
+                        "or train with --device cpu")
+
+    def _validate(self) -> dict | None:
+        import torch
+
+        if not self.p.val:
+            return None
+        mine = self.p.val[self.dist.rank::self.dist.world] if self.dist.enabled else self.p.val
+        cm = validation_confusion(self.model, mine, self.num_classes, self.p.normalization,
+                                  self.p.channels, self.device, self.autocast_dtype)
+        if self.dist.enabled:
+            ddp.sum_tensor(cm)
+        cm = cm.cpu().numpy()
+        return self._metrics(cm)
+
+    def _metrics(self, cm: np.ndarray) -> dict:
+        from engine.metrics import metrics_from_confusion
+
+        return dict(metrics_from_confusion(cm, [c["name"] for c in self.p.classes]))
+
+    def _meta(self, metrics: dict, epoch: int, step: int) -> dict:
+        resolved = self.p.resolved
+        return {
+            "model": {"name": self.model.maskloop_name, "options": self.model.maskloop_options,
+                      "num_classes": self.num_classes, "in_channels": self.p.channels},
+            "classes": self.p.classes,
+            "normalization": self.p.normalization,
+            "metrics": metrics,
+            "train": {**self.p.config.to_dict(), "crop": self.crop, "batch_size": self.batch_size,
+                      "lr": resolved.lr, "epochs": resolved.epochs, "minutes": resolved.minutes,
+                      "init_kind": self.p.init_kind, "init_from": self.p.init_from,
+                      "augment": self.p.augment, "class_weights": self.class_weights.tolist(),
+                      "world_size": self.dist.world, "epoch": epoch, "step": step,
+                      "train_images": [ex.name for ex in self.p.train],
+                      "val_images": [ex.name for ex in self.p.val]},
+        }
+
+    def _save(self, state, kind: str, metrics: dict, epoch: int, step: int) -> Path:
+        from engine.checkpoint import save_checkpoint
+
+        path = self.out_dir / (BEST_NAME if kind == "best" else LAST_NAME)
+        save_checkpoint(path, state, self._meta(metrics, epoch, step))
+        self.emit(CheckpointSaved(path, kind))
+        return path
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        import torch
+
+        p = self.p
+        t0 = time.monotonic()
+        if p.dist.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        for text in p.notices:
+            self.emit(Notice(text))
+        self._build()
+        epochs_budget = p.resolved.epochs
+        budget_s = p.resolved.minutes * 60.0 if p.resolved.minutes else None
+        stream = self._stream(0)
+        total_steps = epochs_budget * self.steps_per_epoch if epochs_budget else None
+        self.emit(TrainStarted(self.run_name, str(self.device), device_name(self.device),
+                               len(p.train), len(p.val), total_steps, budget_s))
+
+        step = 0
+        epoch = 0  # completed epochs
+        best_score = -math.inf
+        best_state = None
+        best_metrics: dict = {}
+        best_epoch = 0
+        judged_step = 0  # the step whose weights were last compared for "best"
+        last_metrics: dict = {}
+        val_seconds = 0.0  # duration of the latest validation: reserved at the end of the budget
+        last_val_end = time.monotonic()
+        last_save = time.monotonic()
+        epoch_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        epoch_steps = 0
+        epoch_start = time.monotonic()
+        ips = None
+        stopped = False
+        progress = 0.0
+        step_clock = time.monotonic()
+        loss_value = float("nan")
+        self.net.train()
+        try:
+            while True:
+                try:
+                    batch = next(stream)
+                except StopIteration:  # the producer thread ended: cannot happen while open
+                    raise RuntimeError("the batch producer stopped unexpectedly") from None
+                if batch.epoch != epoch:  # a batch of an abandoned shape after an OOM retry
+                    continue
+                want_stop = self.stop_event.is_set()
+                elapsed = time.monotonic() - t0
+                if epochs_budget:
+                    progress = (epoch + batch.index / batch.steps) / epochs_budget
+                if budget_s:
+                    reserve = val_seconds + 2.0
+                    progress = max(progress if epochs_budget else 0.0,
+                                   min(1.0, (elapsed + reserve) / budget_s))
+                if self.dist.enabled:
+                    want_stop, progress = ddp.agree(want_stop, progress, self.device)
+                if want_stop:
+                    stopped = True
+                    break
+                if progress >= 1.0:
+                    break
+                factor = lr_factor(progress, p.resolved.warmup)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = p.resolved.lr * factor
+                try:
+                    loss = self._step(batch.images, batch.masks)
+                except Exception as exc:
+                    if not _is_oom(exc):
+                        raise
+                    del exc
+                    text = self._shrink_after_oom()
+                    self.emit(Notice(text))
+                    stream.close()
+                    stream = self._stream(epoch)
+                    continue
+                loss_value = float(loss.item())
+                if not math.isfinite(loss_value):
+                    raise UserError("training diverged (the loss is not a number); train again "
+                                    "with a lower --lr")
+                epoch_loss_sum += loss
+                epoch_steps += 1
+                step += 1
+                now = time.monotonic()
+                dt = max(now - step_clock, 1e-6)
+                step_clock = now
+                rate = self.batch_size * self.dist.world / dt
+                ips = rate if ips is None else 0.8 * ips + 0.2 * rate
+                if budget_s:
+                    eta = max(0.0, budget_s - (now - t0))
+                else:
+                    eta = (now - t0) * (1 - progress) / max(progress, 1e-6) if progress > 0 else None
+                self.emit(StepDone(step, epoch + 1, loss_value, float(ips), float(progress), eta))
+
+                if batch.index + 1 < batch.steps:
+                    continue
+                # -- the end of an epoch ----------------------------------------------------
+                epoch += 1
+                train_loss = self._epoch_loss(epoch_loss_sum, epoch_steps)
+                epoch_loss_sum.zero_()
+                epoch_steps = 0
+                val_metrics = None
+                since_val = time.monotonic() - last_val_end
+                last_epoch = bool(epochs_budget and epoch >= epochs_budget)
+                if p.val and (since_val * VALIDATION_SHARE >= val_seconds or last_epoch):
+                    v0 = time.monotonic()
+                    val_metrics = self._validate()
+                    last_val_end = time.monotonic()
+                    val_seconds = last_val_end - v0
+                    if self.dist.enabled:  # the same reserve everywhere
+                        _, val_seconds = ddp.agree(False, val_seconds, self.device)
+                score = None
+                if val_metrics is not None:
+                    score = _score(val_metrics)
+                    last_metrics = val_metrics
+                elif not p.val:
+                    score = -train_loss
+                    last_metrics = {"train_loss": train_loss}
+                if score is not None:
+                    judged_step = step
+                if score is not None and score > best_score:
+                    best_score = score
+                    best_state = {k: v.detach().to("cpu", copy=True)
+                                  for k, v in self.model.state_dict().items()}
+                    best_metrics = dict(last_metrics)
+                    best_epoch = epoch
+                self.emit(EpochDone(epoch, train_loss, val_metrics, time.monotonic() - epoch_start))
+                epoch_start = time.monotonic()
+                if p.dist.is_main and time.monotonic() - last_save >= SAVE_EVERY_S:
+                    self._save(self.model, "last", last_metrics, epoch, step)
+                    if best_state is not None:
+                        self._save(best_state, "best", best_metrics, best_epoch, step)
+                    last_save = time.monotonic()
+                if last_epoch:
+                    break
+        finally:
+            stream.close()
+
+        # -- the end: a final validation unless stopped, then both checkpoints -----------------
+        if not stopped and step != judged_step and p.val:
+            val_metrics = self._validate()
+            last_metrics = val_metrics
+            if _score(val_metrics) > best_score:
+                best_score = _score(val_metrics)
+                best_state = None  # the current weights are the best
+                best_metrics = dict(val_metrics)
+                best_epoch = epoch
+        elif not p.val and epoch_steps > 0 and not stopped and step != judged_step:
+            tail = self._epoch_loss(epoch_loss_sum, epoch_steps)
+            last_metrics = {"train_loss": tail}
+            if -tail > best_score:
+                best_score, best_state, best_metrics, best_epoch = -tail, None, dict(last_metrics), epoch
+        if best_score == -math.inf:  # stopped before any evaluation: the last is the best known
+            best_state, best_metrics, best_epoch = None, dict(last_metrics), epoch
+        if p.dist.enabled:
+            ddp.barrier()
+        last_path = self.out_dir / LAST_NAME
+        best_path = self.out_dir / BEST_NAME
+        if p.dist.is_main:
+            last_path = self._save(self.model, "last", last_metrics, epoch, step)
+            best_path = self._save(best_state if best_state is not None else self.model, "best",
+                                   best_metrics, best_epoch, step)
+        summary = dict(best_metrics)
+        summary.update({"epochs": epoch, "steps": step, "seconds": round(time.monotonic() - t0, 1),
+                        "best_epoch": best_epoch, "images_per_s": round(ips or 0.0, 2),
+                        "val_images": [ex.name for ex in p.val]})
+        if p.dist.is_main:
+            from engine.atomic import atomic_write_bytes
+
+            atomic_write_bytes(self.out_dir / "metrics.json",
+                               json.dumps(_jsonable(summary), indent=1).encode())
+        if p.dist.enabled:
+            ddp.barrier()
+        result = TrainResult(self.run_name, last_path, best_path, summary, stopped)
+        self.emit(TrainFinished(result))
+        return result
+
+    def _epoch_loss(self, loss_sum, steps: int) -> float:
+        import torch
+
+        if self.dist.enabled:
+            both = torch.stack([loss_sum.to(torch.float64), torch.tensor(float(steps), dtype=torch.float64,
+                                                                         device=self.device)])
+            ddp.sum_tensor(both)
+            return float(both[0] / both[1].clamp_min(1))
+        return float(loss_sum) / max(steps, 1)
+
+
+def _score(metrics: dict) -> float:
+    value = metrics.get("mean_iou")
+    return -math.inf if value is None else float(value)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
