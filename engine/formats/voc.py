@@ -5,20 +5,30 @@ A VOC folder (``VOC2012/`` or ``VOC2007/``) holds ``JPEGImages/<id>.jpg`` and
 either the VOC folder (every mask in ``SegmentationClass/`` with its JPEG), a ``VOCdevkit/``
 folder holding exactly one VOC folder, or an image set file such as
 ``ImageSets/Segmentation/val.txt`` (just the ids it lists).
+
+VOC class k becomes the project's class of the same name (added with its VOC colour if the
+project lacks it), so a project whose classes are not VOC's keeps its own numbering; 255 (void)
+and the ``--unlabeled-value``, if given, become unlabeled.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from engine.errors import UserError
+from engine.formats.classes import ClassTable
+from engine.formats.masks import MaskKind, RawMask
 from engine.formats.safepath import resolve_inside
+from engine.palette import VOC_PALETTE
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
+UNLABELED = 255
 IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
 
@@ -77,3 +87,21 @@ def voc_pairs(path: Path) -> tuple[Path, list[tuple[Path, Path]]]:
     if not pairs:
         raise UserError(f"no masks found in {MASK_DIR}/", root)
     return root, pairs
+
+
+def voc_labels(raw: RawMask, table: ClassTable, unlabeled_value: int | None = None) -> np.ndarray:
+    """A VOC mask (palette or grey indices) -> labels in the classes of ``table``."""
+    if raw.kind is MaskKind.COLOUR:
+        raise UserError("a VOC SegmentationClass mask is a palette PNG, this one is RGB", raw.path)
+    lut = np.full(256, UNLABELED, np.uint8)
+    for k in sorted(raw.present):
+        if k == UNLABELED or k == unlabeled_value:
+            continue
+        if not 0 <= k < len(VOC_CLASSES):
+            raise UserError(f"value {k} is none of the 21 VOC classes (0..20, 255 void)", raw.path)
+        color = tuple(int(c) for c in VOC_PALETTE[k])
+        lut[k] = table.index_for_name(VOC_CLASSES[k], raw.path, color)
+    labels = lut[raw.values]
+    if raw.transparent is not None:
+        labels[raw.transparent] = UNLABELED
+    return labels

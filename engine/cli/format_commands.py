@@ -1,0 +1,150 @@
+"""``import`` and ``export``: masks, annotations and models in and out of a project.
+
+Heavy modules (OpenCV, pycocotools, torch) load inside the commands, so that building the
+parser for any subcommand stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.errors import UserError
+
+IMPORT_FORMATS = ("png", "coco", "labelme", "voc")
+MASK_FORMATS = ("png", "color", "coco", "labelme")
+MODEL_FORMATS = ("checkpoint", "torchscript", "onnx")
+
+
+def register(subparsers) -> None:
+    imp = subparsers.add_parser(
+        "import",
+        help="import images, with masks or annotations",
+        description=(
+            "Copy images (files, folders searched recursively) into the project, with their "
+            "labels from mask images (--masks DIR), COCO or LabelMe JSON, or a Pascal VOC folder. "
+            "All or nothing: on a bad file nothing is imported. See docs/formats.md."
+        ),
+    )
+    imp.add_argument("project", metavar="PROJECT", help="the project folder")
+    imp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders, annotation files, a VOC folder")
+    imp.add_argument("--masks", metavar="DIR", help="folder of mask images named like the images")
+    imp.add_argument(
+        "--unlabeled-value",
+        metavar="V",
+        type=int,
+        help="mask value meaning unlabeled (Pascal VOC void 255, CamVid 11); turns off binary 0/255 reading",
+    )
+    imp.add_argument("--format", choices=IMPORT_FORMATS, help="the label format (default: told from the inputs)")
+    imp.add_argument(
+        "--uncovered",
+        choices=("background", "unlabeled"),
+        help="COCO/LabelMe: what pixels no annotation covers become (default: background, "
+        "or what the file says)",
+    )
+    imp.set_defaults(func=run_import)
+
+    exp = subparsers.add_parser(
+        "export",
+        help="export masks or a model",
+        description="Export label masks (--masks) or a trained model (--model). See docs/formats.md.",
+    )
+    exp.add_argument("project", metavar="PROJECT", help="the project folder")
+    what = exp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--masks", choices=MASK_FORMATS, help="mask format")
+    what.add_argument("--model", choices=MODEL_FORMATS, help="model format")
+    exp.add_argument("--out", metavar="PATH", required=True, help="folder for masks; file for a model")
+    exp.add_argument("--run", metavar="RUN", help="training run whose model to export (default: the last)")
+    exp.add_argument(
+        "--unlabeled-as",
+        choices=("unlabeled", "background"),
+        default="unlabeled",
+        help="masks: keep unlabeled pixels (255 / transparent) or make them class 0",
+    )
+    exp.add_argument("--all", action="store_true", help="masks: every image, not only labeled ones")
+    exp.add_argument("--with-images", action="store_true", help="masks: copy the images beside the masks")
+    exp.add_argument("--overwrite", action="store_true", help="replace files that exist already")
+    exp.set_defaults(func=run_export)
+
+
+def _progress_printer(enabled: bool):
+    if not enabled:
+        return None
+    last = {"stage": None}
+
+    def show(stage: str, done: int, total: int) -> None:
+        if done == total or done % 50 == 0 or last["stage"] != stage:
+            print(f"\r{stage}: {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
+        last["stage"] = stage
+
+    return show
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from engine.formats.importer import import_paths
+    from engine.project import Project
+
+    with Project.open(args.project) as project:
+        report = import_paths(
+            project,
+            [Path(p) for p in args.paths],
+            fmt=args.format,
+            masks_dir=args.masks,
+            unlabeled_value=args.unlabeled_value,
+            uncovered=args.uncovered,
+            progress=_progress_printer(sys.stderr.isatty()),
+        )
+    print(report.summary())
+    if report.images_without_mask:
+        print(f"{len(report.images_without_mask)} images had no mask and stay unlabeled, e.g. {report.images_without_mask[0]}")
+    if report.masks_without_image:
+        print(f"{len(report.masks_without_image)} masks matched no image and were not used, e.g. {report.masks_without_image[0]}")
+    if report.skipped_shapes:
+        print(f"{report.skipped_shapes} line/point shapes were skipped (they cover no area)")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from engine.project import Project
+
+    if args.model:
+        return _export_model(args)
+    from engine.formats.export import export_masks
+
+    with Project.open(args.project, readonly=True) as project:
+        report = export_masks(
+            project,
+            args.masks,
+            args.out,
+            unlabeled_as=args.unlabeled_as,
+            overwrite=args.overwrite,
+            include_unlabeled=args.all,
+            with_images=args.with_images,
+            progress=_progress_printer(sys.stderr.isatty()),
+        )
+    print(report.summary())
+    return 0
+
+
+def _export_model(args: argparse.Namespace) -> int:
+    from engine.project import Project
+
+    with Project.open(args.project, readonly=True) as project:
+        if args.run:
+            run = project.run(args.run)
+        else:
+            run = project.last_run()
+            if run is None:
+                raise UserError("no trained model yet: train first (maskloop train PROJECT)", project.path)
+        if run.checkpoint is None or not Path(run.checkpoint).is_file():
+            raise UserError(f"run {run.name!r} has no checkpoint", project.path)
+        checkpoint = Path(run.checkpoint)
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise UserError("already exists; nothing written (add --overwrite to replace)", out)
+    from engine.model_export import export_model  # torch loads here, not at start-up
+
+    written = export_model(checkpoint, args.model, out)
+    print(f"exported run {run.name} as {args.model} to {written if written is not None else out}")
+    return 0

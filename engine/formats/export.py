@@ -1,0 +1,161 @@
+"""Exporting a project's label masks in the formats other tools read.
+
+* ``png``: one index PNG per image (palette PNG, the VOC palette, value = class number,
+  255 = unlabeled as in VOC), named after the image (``a.tif`` -> ``a.png``).
+* ``color``: one RGBA PNG per image in the class colours; unlabeled pixels are transparent
+  (alpha 0, colour black), so the mask lies over its image in any viewer.
+* ``coco``: one ``annotations.json``: every class of the project as a category (id = class
+  number + 1), one ``iscrowd: 1`` compressed-RLE annotation per class and image.
+* ``labelme``: one ``<image>.json`` per image, polygons with holes (see
+  :mod:`engine.formats.labelme`), and a copy of the image beside it, since LabelMe shows shapes
+  only over their image.
+
+Which images: those with labeled pixels, or every image with ``include_unlabeled``. Names: the
+image's name in the project with the format's suffix; two images whose names differ only in
+suffix (``a.png``, ``a.tif``) get the image id added (``a-7.png``). ``unlabeled_as="background"``
+turns unlabeled pixels into class 0 first.
+
+Existing files: by default nothing is written if any file the export would write exists
+already (the error names it); with ``overwrite`` they are replaced. Every file is written
+atomically, so an interrupted export leaves whole files only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from engine.atomic import atomic_copy, atomic_write_bytes, os_error_to_user_error
+from engine.errors import UserError
+from engine.formats.coco import CocoWriter
+from engine.formats.labelme import labels_to_labelme
+from engine.palette import VOC_PALETTE
+
+MASK_FORMATS = ("png", "color", "coco", "labelme")
+COCO_FILE = "annotations.json"
+UNLABELED = 255
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class ExportReport:
+    format: str
+    out_dir: Path
+    images: int = 0
+    files: list[Path] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return f"exported {self.images} image{'s' * (self.images != 1)} as {self.format} to {self.out_dir}"
+
+
+def encode_index_png(labels: np.ndarray) -> bytes:
+    """Index PNG with the VOC palette; 255 stays 255 (VOC's void), no transparency."""
+    from engine.project.labelpng import encode_png8
+
+    return encode_png8(np.ascontiguousarray(labels, np.uint8), VOC_PALETTE, transparent_index=None, level=6)
+
+
+def encode_color_png(labels: np.ndarray, colors: list[tuple[int, int, int]]) -> bytes:
+    """RGBA PNG in the class colours; unlabeled pixels transparent black."""
+    from PIL import Image
+
+    lut = np.zeros((256, 4), np.uint8)
+    for k, color in enumerate(colors):
+        lut[k, :3] = color
+        lut[k, 3] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(lut[labels], "RGBA").save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _output_names(records, suffix: str) -> list[str]:
+    """Per image ``<stem><suffix>``; a stem already taken gets the image id added."""
+    taken: set[str] = set()
+    names = []
+    for record in records:
+        stem = Path(record.file).stem or f"image-{record.id}"
+        name = stem + suffix
+        if name.casefold() in taken:
+            name = f"{stem}-{record.id}{suffix}"
+        taken.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def export_masks(
+    project,
+    fmt: str,
+    out_dir: str | os.PathLike,
+    unlabeled_as: str = "unlabeled",
+    overwrite: bool = False,
+    include_unlabeled: bool = False,
+    with_images: bool = False,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write the project's labels to ``out_dir`` in ``fmt`` (see the module doc)."""
+    if fmt not in MASK_FORMATS:
+        raise UserError(f"unknown mask format {fmt!r}; choose one of {', '.join(MASK_FORMATS)}")
+    if unlabeled_as not in ("unlabeled", "background"):
+        raise UserError(f"unlabeled pixels export as 'unlabeled' or 'background', not {unlabeled_as!r}")
+    out = Path(out_dir)
+    records = project.images() if include_unlabeled else project.labeled_images()
+    if not records:
+        raise UserError(
+            "no labeled images to export" + ("" if include_unlabeled else " (--all exports every image)"),
+            project.path,
+        )
+    classes = project.classes
+    names = [c.name for c in classes]
+    colors = [c.color for c in classes]
+    with_images = with_images or fmt == "labelme"
+
+    suffix = {"png": ".png", "color": ".png", "labelme": ".json", "coco": ""}[fmt]
+    targets = [] if fmt == "coco" else [out / n for n in _output_names(records, suffix)]
+    image_names = [Path(r.file).name for r in records]
+    image_targets = [out / n for n in image_names] if with_images else []
+    planned = targets + image_targets + ([out / COCO_FILE] if fmt == "coco" else [])
+    if len({p.name.casefold() for p in planned}) != len(planned):
+        raise UserError("an image and a mask would get the same file name; export them to separate folders", out)
+    if not overwrite:
+        existing = [p for p in planned if p.exists()]
+        if existing:
+            more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+            raise UserError(f"already exists{more}; nothing written (add --overwrite to replace)", existing[0])
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error_to_user_error(exc, out, "cannot create the export folder") from exc
+
+    report = ExportReport(fmt, out, len(records))
+    writer = CocoWriter(names, colors, f"Maskloop export of {project.name}") if fmt == "coco" else None
+    for n, record in enumerate(records):
+        labels = project.read_label(record.id)
+        if unlabeled_as == "background":
+            labels = np.where(labels == UNLABELED, np.uint8(0), labels)
+        if fmt == "png":
+            atomic_write_bytes(targets[n], encode_index_png(labels))
+        elif fmt == "color":
+            atomic_write_bytes(targets[n], encode_color_png(labels, colors))
+        elif fmt == "labelme":
+            doc = labels_to_labelme(labels, names, image_names[n])
+            atomic_write_bytes(targets[n], json.dumps(doc).encode("utf-8"))
+        else:
+            writer.add(record.id, image_names[n], labels)
+        if fmt != "coco":
+            report.files.append(targets[n])
+        if with_images:
+            atomic_copy(project.image_path(record.id), image_targets[n])
+            report.files.append(image_targets[n])
+        if progress:
+            progress("exporting", n + 1, len(records))
+    if writer is not None:
+        atomic_write_bytes(out / COCO_FILE, json.dumps(writer.document()).encode("utf-8"))
+        report.files.append(out / COCO_FILE)
+    return report
