@@ -10,9 +10,13 @@
   :mod:`engine.formats.labelme`), and a copy of the image beside it, since LabelMe shows shapes
   only over their image.
 
+``with_images`` copies the images too: into ``images/`` (whose path COCO's ``file_name`` then
+holds), beside the JSON files for LabelMe (always).
+
 Which images: those with labeled pixels, or every image with ``include_unlabeled``. Names: the
-image's name in the project with the format's suffix; two images whose names differ only in
-suffix (``a.png``, ``a.tif``) get the image id added (``a-7.png``). ``unlabeled_as="background"``
+image's name in the project with the format's suffix; of two images whose names differ only in
+suffix (``a.tif``, ``a.png``) the second gets its image id added (``a-7.png``), in the mask's
+name and in the copied image's, so that they still pair up by name. ``unlabeled_as="background"``
 turns unlabeled pixels into class 0 first.
 
 Existing files: by default nothing is written if any file the export would write exists
@@ -39,6 +43,7 @@ from engine.palette import VOC_PALETTE
 
 MASK_FORMATS = ("png", "color", "coco", "labelme")
 COCO_FILE = "annotations.json"
+IMAGES_DIR = "images"
 UNLABELED = 255
 
 Progress = Callable[[str, int, int], None]
@@ -75,18 +80,18 @@ def encode_color_png(labels: np.ndarray, colors: list[tuple[int, int, int]]) -> 
     return buffer.getvalue()
 
 
-def _output_names(records, suffix: str) -> list[str]:
-    """Per image ``<stem><suffix>``; a stem already taken gets the image id added."""
+def _output_stems(records) -> list[str]:
+    """A stem per image, its name's; a stem already taken (``a.png`` after ``a.tif``) gets the
+    image id added, so that masks and copied images pair up by stem as the import matches them."""
     taken: set[str] = set()
-    names = []
+    stems = []
     for record in records:
         stem = Path(record.file).stem or f"image-{record.id}"
-        name = stem + suffix
-        if name.casefold() in taken:
-            name = f"{stem}-{record.id}{suffix}"
-        taken.add(name.casefold())
-        names.append(name)
-    return names
+        if stem.casefold() in taken:
+            stem = f"{stem}-{record.id}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
 
 
 def export_masks(
@@ -114,15 +119,19 @@ def export_masks(
     classes = project.classes
     names = [c.name for c in classes]
     colors = [c.color for c in classes]
-    with_images = with_images or fmt == "labelme"
 
     suffix = {"png": ".png", "color": ".png", "labelme": ".json", "coco": ""}[fmt]
-    targets = [] if fmt == "coco" else [out / n for n in _output_names(records, suffix)]
-    image_names = [Path(r.file).name for r in records]
-    image_targets = [out / n for n in image_names] if with_images else []
+    stems = _output_stems(records)
+    targets = [] if fmt == "coco" else [out / (stem + suffix) for stem in stems]
+    with_images = with_images or fmt == "labelme"
+    if with_images:
+        image_names = [stem + Path(r.file).suffix for stem, r in zip(stems, records)]
+    else:  # the names the user's own files have
+        image_names = [r.name for r in records]
+    # LabelMe wants each image beside its JSON; the others get an images/ folder.
+    image_dir = out if fmt == "labelme" else out / IMAGES_DIR
+    image_targets = [image_dir / n for n in image_names] if with_images else []
     planned = targets + image_targets + ([out / COCO_FILE] if fmt == "coco" else [])
-    if len({p.name.casefold() for p in planned}) != len(planned):
-        raise UserError("an image and a mask would get the same file name; export them to separate folders", out)
     if not overwrite:
         existing = [p for p in planned if p.exists()]
         if existing:
@@ -130,6 +139,8 @@ def export_masks(
             raise UserError(f"already exists{more}; nothing written (add --overwrite to replace)", existing[0])
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if image_targets:
+            image_dir.mkdir(exist_ok=True)
     except OSError as exc:
         raise os_error_to_user_error(exc, out, "cannot create the export folder") from exc
 
@@ -147,7 +158,9 @@ def export_masks(
             doc = labels_to_labelme(labels, names, image_names[n])
             atomic_write_bytes(targets[n], json.dumps(doc).encode("utf-8"))
         else:
-            writer.add(record.id, image_names[n], labels)
+            # With the images included, file_name leads from the JSON to them.
+            file_name = f"{IMAGES_DIR}/{image_names[n]}" if with_images else image_names[n]
+            writer.add(record.id, file_name, labels)
         if fmt != "coco":
             report.files.append(targets[n])
         if with_images:

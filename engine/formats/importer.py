@@ -68,8 +68,11 @@ class _Pending:
 
 
 def _walk_files(folder: Path, keep: Callable[[str], bool], skip: Sequence[Path] = ()) -> list[Path]:
-    """Files under ``folder`` (recursive, sorted, hidden ones skipped) that ``keep`` accepts."""
+    """Files under ``folder`` (recursive, sorted, hidden ones skipped) that ``keep`` accepts,
+    outside the ``skip`` folders (those holding ``folder`` itself do not count)."""
+    top = folder.resolve()
     skip_resolved = [s.resolve() for s in skip]
+    skip_resolved = [s for s in skip_resolved if not (s == top or s in top.parents)]
     found: list[Path] = []
     for root, dirs, names in os.walk(folder):
         here = Path(root).resolve()
@@ -169,13 +172,14 @@ def _image_files(paths: Sequence[Path], skip: Sequence[Path]) -> list[tuple[Path
     return unique
 
 
-def _mask_index(masks_dir: Path) -> tuple[dict[str, Path], dict[str, list[Path]]]:
-    """Masks by relative path without suffix, and by bare stem (case ignored)."""
+def _mask_index(masks_dir: Path, skip: Sequence[Path]) -> tuple[dict[str, Path], dict[str, list[Path]]]:
+    """Masks by relative path without suffix, and by bare stem (case ignored); folders in
+    ``skip`` (the image folders, which may lie inside the mask folder) are not searched."""
     if not masks_dir.is_dir():
         raise UserError("mask folder not found", masks_dir)
     by_rel: dict[str, Path] = {}
     by_stem: dict[str, list[Path]] = {}
-    for mask in _walk_files(masks_dir, lambda n: n.lower().endswith(MASK_SUFFIXES)):
+    for mask in _walk_files(masks_dir, lambda n: n.lower().endswith(MASK_SUFFIXES), skip):
         rel = mask.relative_to(masks_dir).with_suffix("").as_posix().casefold()
         if rel in by_rel:
             raise UserError(f"two masks for one name: {by_rel[rel].name} and {mask.name}", mask.parent)
@@ -202,7 +206,12 @@ def _match_mask(image: Path, root: Path, by_rel, by_stem) -> Path | None:
 
 def _plan_masks(paths, masks_dir: Path, table: ClassTable, unlabeled_value, report, progress) -> list[_Pending]:
     images = _image_files(paths, skip=[masks_dir])
-    by_rel, by_stem = _mask_index(masks_dir)
+    image_folders = [p for p in paths if p.is_dir()]
+    image_files = {image.resolve() for image, _ in images}
+    by_rel, by_stem = _mask_index(masks_dir, image_folders)
+    for key in [k for k, m in by_rel.items() if m.resolve() in image_files]:
+        del by_rel[key]  # an image file given by name that lies in the mask folder
+    by_stem = {k: [m for m in v if m.resolve() not in image_files] for k, v in by_stem.items()}
     pending: list[_Pending] = []
     raws: list[RawMask] = []
     with_mask: list[_Pending] = []
