@@ -1,0 +1,143 @@
+"""Checks a frozen Linux bundle's shared libraries: ``python packaging/check_bundle.py dist/maskloop``.
+
+Every ELF file in the folder is run through ``ldd`` the way the frozen program loads it (the
+bootloader puts ``_internal`` on the library path; torch's and Qt's RUNPATHs find the rest).
+A library that neither the bundle nor the known system set provides fails the check: that is
+what a too-eager rule in bundle_rules.py, or a torch upgrade that links one more CUDA
+library, looks like. The system libraries the bundle relies on are mapped to the Debian
+packages that provide them; ``--depends`` prints the .deb's Depends field built from that map.
+
+The highest glibc symbol version any bundled file needs becomes the ``libc6 (>= ...)``
+dependency: the bundle runs on that glibc or newer only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+# Libraries the bundle takes from the system, and the Debian packages that provide them. The
+# xcb set is what Qt's xcb platform plugin and its GL integrations link against (readelf on
+# PySide6 6.12's libqxcb.so, libQt6XcbQpa.so and xcbglintegrations/*); PyInstaller bundles
+# them only when the build machine happens to have them, so the package must bring them.
+SYSTEM_LIBS = {
+    "libGL.so.1": "libgl1",
+    "libEGL.so.1": "libegl1",
+    "libOpenGL.so.0": "libopengl0",
+    "libfontconfig.so.1": "libfontconfig1",
+    "libfreetype.so.6": "libfreetype6",
+    "libdbus-1.so.3": "libdbus-1-3",
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libX11.so.6": "libx11-6",
+    "libX11-xcb.so.1": "libx11-xcb1",
+    "libxcb.so.1": "libxcb1",
+    "libxcb-cursor.so.0": "libxcb-cursor0",
+    "libxcb-glx.so.0": "libxcb-glx0",
+    "libxcb-icccm.so.4": "libxcb-icccm4",
+    "libxcb-image.so.0": "libxcb-image0",
+    "libxcb-keysyms.so.1": "libxcb-keysyms1",
+    "libxcb-randr.so.0": "libxcb-randr0",
+    "libxcb-render.so.0": "libxcb-render0",
+    "libxcb-render-util.so.0": "libxcb-render-util0",
+    "libxcb-shape.so.0": "libxcb-shape0",
+    "libxcb-shm.so.0": "libxcb-shm0",
+    "libxcb-sync.so.1": "libxcb-sync1",
+    "libxcb-util.so.1": "libxcb-util1",
+    "libxcb-xfixes.so.0": "libxcb-xfixes0",
+    "libxcb-xkb.so.1": "libxcb-xkb1",
+    "libxkbcommon.so.0": "libxkbcommon0",
+    "libxkbcommon-x11.so.0": "libxkbcommon-x11-0",
+}
+# Part of glibc (libc6), or of the graphics driver stack that the system must match itself:
+# never bundled, never a separate dependency.
+GLIBC_LIBS = {"libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libpthread.so.0",
+              "libutil.so.1", "libresolv.so.2", "ld-linux-x86-64.so.2", "libanl.so.1"}
+DRIVER_LIBS = {"libcuda.so.1", "libdrm.so.2", "libgbm.so.1", "libwayland-client.so.0",
+               "libwayland-cursor.so.0", "libwayland-egl.so.1"}
+
+# Plugins that Qt loads only when asked to and that may need libraries a desktop has anyway.
+# Wayland's client libraries belong to the compositor's session.
+OPTIONAL_PREFIXES = ("PySide6/Qt/plugins/wayland-", "PySide6/Qt/plugins/platforms/libqwayland")
+
+_GLIBC = re.compile(rb"GLIBC_2\.(\d+)(?:\.(\d+))?\x00")
+
+
+def is_elf(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            return f.read(4) == b"\x7fELF"
+    except OSError:
+        return False
+
+
+def elf_files(bundle: Path) -> list[Path]:
+    return sorted(p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink() and is_elf(p))
+
+
+def unresolved(path: Path, internal: Path) -> list[str]:
+    """The sonames ``ldd`` cannot find for ``path`` with the bundle's library path."""
+    env = dict(os.environ, LD_LIBRARY_PATH=str(internal))
+    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env).stdout
+    return re.findall(r"^\s*(\S+) => not found", out, re.MULTILINE)
+
+
+def glibc_needed(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    versions = [(int(a), int(b or 0)) for a, b in _GLIBC.findall(data)]
+    return max(versions, default=(2, 0))
+
+
+def check(bundle: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], tuple[int, int]]:
+    """(missing sonames -> needers, system sonames -> needers, highest glibc version)."""
+    internal = bundle / "_internal"
+    missing: dict[str, list[str]] = {}
+    system: dict[str, list[str]] = {}
+    glibc = (2, 0)
+    for path in elf_files(bundle):
+        rel = path.relative_to(internal).as_posix() if internal in path.parents else path.name
+        glibc = max(glibc, glibc_needed(path))
+        for soname in unresolved(path, internal):
+            if soname in SYSTEM_LIBS or soname in GLIBC_LIBS or soname in DRIVER_LIBS:
+                system.setdefault(soname, []).append(rel)
+            elif rel.startswith(OPTIONAL_PREFIXES):
+                system.setdefault(soname, []).append(rel)
+            else:
+                missing.setdefault(soname, []).append(rel)
+    return missing, system, glibc
+
+
+def depends(glibc: tuple[int, int]) -> str:
+    packages = sorted(set(SYSTEM_LIBS.values()))
+    return ", ".join([f"libc6 (>= {glibc[0]}.{glibc[1]})"] + packages)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle", type=Path, help="the one-folder bundle (dist/maskloop)")
+    parser.add_argument("--depends", action="store_true",
+                        help="print only the Debian Depends field for this bundle")
+    args = parser.parse_args(argv)
+    if not (args.bundle / "_internal").is_dir():
+        print(f"check_bundle: {args.bundle}: not a PyInstaller one-folder bundle", file=sys.stderr)
+        return 2
+    missing, system, glibc = check(args.bundle)
+    if missing:
+        for soname, needers in sorted(missing.items()):
+            print(f"check_bundle: {soname} not found, needed by {', '.join(needers[:3])}"
+                  f"{' ...' if len(needers) > 3 else ''}", file=sys.stderr)
+        return 1
+    if args.depends:
+        print(depends(glibc))
+        return 0
+    print(f"check_bundle: every library resolves; from the system: "
+          f"{', '.join(sorted(system)) or 'nothing beyond glibc'}; glibc >= {glibc[0]}.{glibc[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
