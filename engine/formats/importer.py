@@ -104,6 +104,10 @@ def _read_json(path: Path):
         raise UserError(f"not valid JSON ({exc})", path) from exc
 
 
+def _looks_like_labelme(doc) -> bool:
+    return isinstance(doc, dict) and any(k in doc for k in ("shapes", "imagePath", "imageData"))
+
+
 def detect_format(paths: Sequence[Path], masks_dir: Path | None) -> str:
     """``png`` (masks given), ``coco``/``labelme`` (JSON), ``voc`` (a VOC folder) or ``images``."""
     if masks_dir is not None:
@@ -113,7 +117,7 @@ def detect_format(paths: Sequence[Path], masks_dir: Path | None) -> str:
             doc = _read_json(path)
             if coco_format.is_coco_document(doc):
                 return "coco"
-            if isinstance(doc, dict) and "shapes" in doc:
+            if _looks_like_labelme(doc):
                 return "labelme"
             raise UserError("neither a COCO nor a LabelMe file; name the format with --format", path)
         if voc_format.find_voc_root(path) is not None and (path.is_dir() or path.suffix == ".txt"):
@@ -125,7 +129,7 @@ def detect_format(paths: Sequence[Path], masks_dir: Path | None) -> str:
                 for name in sorted(names):
                     if name.lower().endswith(".json") and not name.startswith("."):
                         doc = _read_json(Path(root) / name)
-                        if isinstance(doc, dict) and "shapes" in doc:
+                        if _looks_like_labelme(doc):
                             return "labelme"
                         if coco_format.is_coco_document(doc):
                             return "coco"

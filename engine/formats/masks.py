@@ -23,8 +23,8 @@ JPEG masks are refused: lossy compression changes the values at every edge.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -34,6 +34,7 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.formats.classes import ClassTable
+from engine.imageio import MAX_PIXELS
 
 UNLABELED = 255
 
@@ -95,26 +96,27 @@ def read_mask_image(source, path: str | os.PathLike) -> RawMask:
     from PIL import Image
 
     path = Path(path)
+    # The same pixel limit as for images (engine.imageio): a mask is as large as its image.
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source) as image:
-                if image.format in ("JPEG", "MPO"):
-                    raise UserError(
-                        "JPEG masks are lossy (edge pixels take values of no class); save masks as PNG",
-                        path,
-                    )
-                if getattr(image, "n_frames", 1) > 1:
-                    raise UserError(f"mask has {image.n_frames} pages; a mask must be one image", path)
-                image.load()
-                return _raw_from_image(image, path)
+        with Image.open(source) as image:
+            if image.format in ("JPEG", "MPO"):
+                raise UserError(
+                    "JPEG masks are lossy (edge pixels take values of no class); save masks as PNG",
+                    path,
+                )
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise UserError(f"mask is {width} x {height} pixels, over the limit of {MAX_PIXELS:,}", path)
+            if getattr(image, "n_frames", 1) > 1:
+                raise UserError(f"mask has {image.n_frames} pages; a mask must be one image", path)
+            image.load()
+            return _raw_from_image(image, path)
     except UserError:
         raise
     except FileNotFoundError as exc:
         raise UserError("mask file not found", path) from exc
     except Image.DecompressionBombError as exc:
-        raise UserError(f"image too large to be a mask ({exc})", path) from exc
-    except Image.DecompressionBombWarning as exc:
         raise UserError(f"image too large to be a mask ({exc})", path) from exc
     except Image.UnidentifiedImageError as exc:
         raise UserError("not an image (empty, damaged, or of a kind Maskloop cannot read)", path) from exc
@@ -126,6 +128,9 @@ def read_mask_image(source, path: str | os.PathLike) -> RawMask:
 
 
 def read_mask_file(path: str | os.PathLike) -> RawMask:
+    with contextlib.suppress(OSError):
+        if os.path.getsize(path) == 0:
+            raise UserError("empty file (0 bytes), not a mask", path)
     return read_mask_image(path, path)
 
 

@@ -129,7 +129,7 @@ def test_grey_saved_as_rgb_is_read_as_grey(tmp_path):
 @pytest.mark.parametrize(
     "content, reason",
     [
-        (b"", "not an image"),
+        (b"", "empty file"),
         (b"just some text, renamed\n", "not an image"),
     ],
 )
