@@ -51,6 +51,7 @@ class Canvas(QGraphicsView):
         self._fill_cache: np.ndarray | None = None
         self._colors: list[tuple[int, int, int]] = []
         self._notice = ""
+        self.read_only = False  # a project opened read-only: look, don't paint
 
         scene = QGraphicsScene(self)
         # A handful of items, one of them moving with the pointer: an index costs more than
@@ -328,7 +329,10 @@ class Canvas(QGraphicsView):
                 self.ctrlClicked.emit(x, y)
             event.accept()
             return
-        self.tool.press(pos, event)
+        if self.read_only:
+            self.status_message("The project is open read-only: labels cannot be changed")
+        else:
+            self.tool.press(pos, event)
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802

@@ -23,15 +23,14 @@ EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
 }
 
 
-def validation_names(run) -> list[str] | None:
-    """The validation images a run recorded (by name), or None where it recorded none."""
+def validation_ids(run) -> list[int] | None:
+    """The images a run held out for validation (ids, as train_project records them), or None
+    where it recorded none."""
     for source in (run.metrics, run.config):
-        if not isinstance(source, dict):
-            continue
-        for key in ("val_images", "validation_images"):
-            names = source.get(key)
-            if isinstance(names, list) and names:
-                return [str(n) for n in names]
+        if isinstance(source, dict):
+            ids = source.get("val_image_ids")
+            if isinstance(ids, list) and ids:
+                return [int(i) for i in ids]
     return None
 
 
@@ -137,17 +136,17 @@ class ModelController(QObject):
         if not checkpoints:
             return False
         self.window.flush_labels()
-        by_name = {r.name: r for r in project.labeled_images()}
+        by_id = {r.id: r for r in project.labeled_images()}
         # The same images for every run: those the newest chosen run held out for validation;
         # runs that recorded no split are compared on every labeled image.
         newest = max((records[n] for n in checkpoints), key=lambda r: r.created)
-        names = [n for n in (validation_names(newest) or []) if n in by_name]
-        if names:
-            chosen = [by_name[n] for n in names]
+        ids = [i for i in (validation_ids(newest) or []) if i in by_id]
+        if ids:
+            chosen = [by_id[i] for i in ids]
             note = (f"On the {len(chosen)} validation image(s) of {newest.name}, labeled pixels "
                     f"only. Best of each row in bold.")
         else:
-            chosen = list(by_name.values())
+            chosen = list(by_id.values())
             note = (f"On all {len(chosen)} labeled image(s), labeled pixels only (the runs "
                     f"recorded no validation split, so this includes images they trained on).")
         if not chosen:

@@ -15,7 +15,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.errors import UserError, WeightsUnavailableError
-from gui.loop.model_panel import mean_iou
+from gui.loop.model_panel import mean_iou, usable_run
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
 
@@ -80,14 +80,23 @@ class TrainingController(QObject):
     def project_changed(self, project) -> None:
         """A project was opened or closed: forget the old one's run, offer the new one's."""
         self.panel.setEnabled(project is not None)
+        self._offer_last_runs(project)
         if project is None:
-            self.panel.set_last_run(None, None)
             return
-        last = project.last_run()
-        self.panel.set_last_run(last.name if last else None, last.model if last else None)
         saved = project.get_setting(SETTINGS_KEY, None)
         if isinstance(saved, dict):
             self.panel.apply_settings(saved)
+
+    def _offer_last_runs(self, project) -> None:
+        """What "continue from the last model" means per architecture: as the engine picks it,
+        the newest finished or stopped run of that model with its checkpoint on disk."""
+        last_runs: dict[str, tuple[str, dict]] = {}
+        newest = None
+        for run in (project.runs() if project is not None else []):
+            if usable_run(run):
+                last_runs[run.model] = (run.name, dict(run.config.get("model_options") or {}))
+                newest = run.model
+        self.panel.set_last_runs(last_runs, newest)
 
     # -- devices (lazy: the only reason to import torch before training) ------------------------
 
@@ -230,10 +239,7 @@ class TrainingController(QObject):
         self.panel.show_done(text)
         self.panel.show_epoch_line(text)
         self.window.status_message(text, 10_000)
-        project = self.window.project
-        if project is not None:
-            last = project.last_run()
-            self.panel.set_last_run(last.name if last else None, last.model if last else None)
+        self._offer_last_runs(self.window.project)
         self.trainingFinished.emit(result)
 
     def _on_failed(self, message: str, log: str) -> None:
@@ -268,7 +274,8 @@ class TrainingController(QObject):
         if kind == "scratch":
             self._restart({"init": "scratch"})
         else:
-            self._restart({"init": "pretrained", "model_options": {"weights_path": str(path)}})
+            options = {**self.panel.settings()["model_options"], "weights_path": str(path)}
+            self._restart({"init": "pretrained", "model_options": options})
 
     def _restart(self, overrides: dict[str, Any]) -> None:
         # Start after the failed worker's thread has ended; start() refuses while it runs.

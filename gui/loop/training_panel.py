@@ -21,6 +21,12 @@ from gui.loop.chart import TrainingChart
 MODEL_LABELS = {"unet": "U-Net", "fcn8s": "FCN-8s", "fcn16s": "FCN-16s", "fcn32s": "FCN-32s"}
 INIT_LABELS = {"last": "Continue from the last model", "pretrained": "Pretrained weights (ImageNet)",
                "scratch": "From scratch"}
+# A plain U-Net has no ImageNet weights; "pretrained" gives it a torchvision encoder. ResNet-18:
+# the lightest of the engine's encoders, in keeping with the light default U-Net for laptops.
+PRETRAINED_OPTIONS = {"unet": {"encoder": "resnet18"}}
+PRETRAINED_LABELS = {"unet": "Pretrained encoder (ResNet-18, ImageNet)"}
+# Options that say where weights come from, not what the network is (engine.checkpoint).
+INIT_OPTIONS = ("pretrained", "weights_path")
 
 
 def format_duration(seconds: float | None) -> str:
@@ -39,7 +45,8 @@ class TrainingPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
-        self._last_run: tuple[str, str] | None = None  # (run name, model name)
+        # model name -> (newest usable run of it, its model options): what "continue" means.
+        self._last_runs: dict[str, tuple[str, dict]] = {}
         self._started_at = 0.0
 
         self.model_combo = QComboBox()
@@ -162,11 +169,12 @@ class TrainingPanel(QWidget):
             self.device_combo.addItem(label, value)
         self.device_combo.setCurrentIndex(max(0, self.device_combo.findData(current)))
 
-    def set_last_run(self, run: str | None, model: str | None) -> None:
-        """The newest finished run: "continue from the last model" becomes the default."""
-        self._last_run = (run, model or "") if run else None
-        if run and model:
-            self.select_model(model)
+    def set_last_runs(self, last_runs: dict[str, tuple[str, dict]], newest_model: str | None) -> None:
+        """``last_runs``: model -> (its newest usable run, that run's model options). With any,
+        "continue from the last model" becomes the default, on the newest run's model."""
+        self._last_runs = dict(last_runs)
+        if newest_model:
+            self.select_model(newest_model)
         self._refresh_init(prefer_last=True)
 
     def select_model(self, model: str) -> None:
@@ -176,14 +184,15 @@ class TrainingPanel(QWidget):
 
     def _refresh_init(self, *_args, prefer_last: bool = False) -> None:
         current = self.init_combo.currentData()
+        model = self.model_combo.currentData()
         self.init_combo.blockSignals(True)
         self.init_combo.clear()
-        last_fits = self._last_run is not None and self._last_run[1] == self.model_combo.currentData()
-        if last_fits:
-            self.init_combo.addItem(f"{INIT_LABELS['last']} ({self._last_run[0]})", "last")
-        self.init_combo.addItem(INIT_LABELS["pretrained"], "pretrained")
+        last = self._last_runs.get(model)
+        if last is not None:
+            self.init_combo.addItem(f"{INIT_LABELS['last']} ({last[0]})", "last")
+        self.init_combo.addItem(PRETRAINED_LABELS.get(model, INIT_LABELS["pretrained"]), "pretrained")
         self.init_combo.addItem(INIT_LABELS["scratch"], "scratch")
-        wanted = "last" if (last_fits and (prefer_last or current in (None, "last"))) else current
+        wanted = "last" if (last is not None and (prefer_last or current in (None, "last"))) else current
         index = self.init_combo.findData(wanted)
         self.init_combo.setCurrentIndex(index if index >= 0 else 0)
         self.init_combo.blockSignals(False)
@@ -197,9 +206,18 @@ class TrainingPanel(QWidget):
     def settings(self) -> dict:
         """The user's choices as TrainConfig keywords (None: the engine decides)."""
         unit = self.budget_unit.currentData()
+        model, init = self.model_combo.currentData(), self.init_combo.currentData()
+        if init == "last" and model in self._last_runs:
+            # The same architecture options as the run we continue, or the engine starts afresh.
+            options = {k: v for k, v in self._last_runs[model][1].items() if k not in INIT_OPTIONS}
+        elif init == "pretrained":
+            options = dict(PRETRAINED_OPTIONS.get(model, {}))
+        else:
+            options = {}
         return {
-            "model": self.model_combo.currentData(),
-            "init": self.init_combo.currentData(),
+            "model": model,
+            "model_options": options,
+            "init": init,
             "epochs": self.budget_spin.value() if unit == "epochs" else None,
             "minutes": float(self.budget_spin.value()) if unit == "minutes" else None,
             "batch_size": self.batch_spin.value() or None,

@@ -1,0 +1,181 @@
+"""The window's actions: menus, toolbar and keyboard shortcuts, in one table per menu.
+
+Keys the training loop (gui/loop/) binds are not bound here: Ctrl+T, Ctrl+Shift+T, Ctrl+P, H,
+Enter, N.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+
+from gui.theme import icon
+from gui.tools import TOOL_CLASSES
+
+if TYPE_CHECKING:
+    from gui.main_window import MainWindow
+
+
+class Actions:
+    """Every QAction of the window, by name (``actions["save"]``)."""
+
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+        self._by_name: dict[str, QAction] = {}
+        self._build()
+
+    def __getitem__(self, name: str) -> QAction:
+        return self._by_name[name]
+
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def _add(self, name: str, text: str, slot: Callable | None, keys=(), tip: str = "",
+             icon_name: str | None = None, checkable: bool = False) -> QAction:
+        action = QAction(text, self.window)
+        action.setObjectName(f"action_{name}")
+        if keys:
+            action.setShortcuts([QKeySequence(k) for k in (keys if isinstance(keys, (list, tuple)) else [keys])])
+        if tip:
+            shortcut = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            action.setToolTip(f"{tip} ({shortcut})" if shortcut else tip)
+            action.setStatusTip(tip)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        action.setCheckable(checkable)
+        if slot is not None:
+            action.triggered.connect(slot)
+        # On the window, so shortcuts work whichever widget has the keyboard, menu or not.
+        self.window.addAction(action)
+        self._by_name[name] = action
+        return action
+
+    def _build(self) -> None:
+        w = self.window
+        p = w.project_actions
+        c = w.canvas
+        a = self._add
+
+        # File
+        a("new", "&New project…", lambda: p.new_project(), QKeySequence.StandardKey.New,
+          "Create a project", "new")
+        a("open", "&Open project…", p.open_dialog, QKeySequence.StandardKey.Open,
+          "Open a project folder", "open")
+        a("import_images", "&Import images…", p.import_images_dialog, "Ctrl+I",
+          "Copy images into the project", "import")
+        a("import_folder", "Import &folder…", p.import_folder_dialog, "Ctrl+Shift+I",
+          "Copy every image of a folder (and its subfolders) into the project")
+        a("import_annotations", "Import images with &masks or annotations…",
+          p.import_annotations_dialog, tip="Mask images, COCO, LabelMe or Pascal VOC",
+          icon_name="import-masks")
+        a("export_masks", "&Export masks…", p.export_masks_dialog, "Ctrl+E",
+          "Write the labels as index PNG, colour PNG, COCO or LabelMe", "export")
+        a("save", "&Save", w.save, QKeySequence.StandardKey.Save,
+          "Write every unsaved label now (labels also save themselves 2 s after an edit)", "save")
+        a("quit", "&Quit", w.close, QKeySequence.StandardKey.Quit, "Close Maskloop")
+
+        # Edit
+        a("undo", "&Undo", w.undo, QKeySequence.StandardKey.Undo, "Undo the last edit on this image", "undo")
+        a("redo", "&Redo", w.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "Redo", "redo")
+
+        # Tools
+        group = QActionGroup(w)
+        group.setExclusive(True)
+        icons = {"brush": "brush", "eraser": "eraser", "polygon": "polygon", "fill": "fill",
+                 "grabcut": "grabcut", "eyedropper": "eyedropper"}
+        for cls in TOOL_CLASSES:
+            action = a(f"tool_{cls.name}", cls.label, lambda _=False, n=cls.name: c.set_tool(n),
+                       cls.shortcut, cls.label, icons.get(cls.name), checkable=True)
+            group.addAction(action)
+        self["tool_brush"].setChecked(True)
+        c.toolChanged.connect(lambda name: self[f"tool_{name}"].setChecked(True))
+        a("brush_bigger", "Bigger brush", w.context.grow_brush, "]", "Brush and eraser bigger")
+        a("brush_smaller", "Smaller brush", w.context.shrink_brush, "[", "Brush and eraser smaller")
+        for k in range(9):
+            a(f"class_{k + 1}", f"Class {k + 1}", lambda _=False, i=k: w.class_panel.pick(i),
+              str(k + 1), f"Paint class {k + 1} of the list")
+
+        # View
+        a("fit", "&Fit image", c.fit, ["F", "Ctrl+0"], "Show the whole image", "fit")
+        a("actual", "&Actual pixels (1:1)", c.zoom_actual, "Ctrl+1",
+          "One image pixel per screen pixel", "zoom-actual")
+        a("zoom_in", "Zoom &in", lambda: c.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
+        a("zoom_out", "Zoom &out", lambda: c.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut)
+        a("labels", "Show &labels", w.set_labels_visible, "L", "Show or hide the labels",
+          "labels", checkable=True)
+        self["labels"].setChecked(True)
+
+        # Image
+        a("previous", "&Previous image", lambda: w.step_image(-1), "PgUp", "Previous image", "previous")
+        a("next", "&Next image", lambda: w.step_image(1), "PgDown", "Next image", "next")
+        a("done", "Mark &done", w.set_done, "Ctrl+D",
+          "Mark this image as completely labeled", "done", checkable=True)
+        a("remove_image", "&Remove image from project…", w.remove_current_image,
+          tip="Remove this image, its labels and prediction from the project")
+
+        # Help
+        a("shortcuts", "&Keyboard shortcuts", w.show_shortcuts, QKeySequence.StandardKey.HelpContents)
+        a("about", "&About Maskloop", w.show_about)
+
+        self._menus()
+        self._toolbar()
+
+    def _menus(self) -> None:
+        w = self.window
+        file_menu = w.menu("&File")
+        for name in ("new", "open"):
+            file_menu.addAction(self[name])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(w.fill_recent_menu)
+        file_menu.addSeparator()
+        for name in ("import_images", "import_folder", "import_annotations", "export_masks"):
+            file_menu.addAction(self[name])
+        file_menu.addSeparator()
+        file_menu.addAction(self["save"])
+        file_menu.addSeparator()
+        file_menu.addAction(self["quit"])
+
+        edit = w.menu("&Edit")
+        edit.addAction(self["undo"])
+        edit.addAction(self["redo"])
+
+        tools = w.menu("&Tools")
+        for cls in TOOL_CLASSES:
+            tools.addAction(self[f"tool_{cls.name}"])
+        tools.addSeparator()
+        tools.addAction(self["brush_bigger"])
+        tools.addAction(self["brush_smaller"])
+
+        view = w.menu("&View")
+        for name in ("fit", "actual", "zoom_in", "zoom_out", None, "labels"):
+            view.addSeparator() if name is None else view.addAction(self[name])
+        view.addSeparator()
+        for dock in w.docks.values():
+            view.addAction(dock.toggleViewAction())
+
+        image = w.menu("&Image")
+        for name in ("previous", "next", None, "done", None, "remove_image"):
+            image.addSeparator() if name is None else image.addAction(self[name])
+        w.menu("&Model")  # the training loop fills it; here so menus keep their order
+        help_menu = w.menu("&Help")
+        help_menu.addAction(self["shortcuts"])
+        help_menu.addAction(self["about"])
+
+    def _toolbar(self) -> None:
+        bar = self.window.toolbar
+        for name in ("open", "save", "import_images", None, "undo", "redo", None):
+            bar.addSeparator() if name is None else bar.addAction(self[name])
+        for cls in TOOL_CLASSES:
+            bar.addAction(self[f"tool_{cls.name}"])
+        bar.addSeparator()
+        for name in ("fit", "actual", "labels", None, "previous", "next", "done"):
+            bar.addSeparator() if name is None else bar.addAction(self[name])
+
+    def shortcut_table(self) -> list[tuple[str, str]]:
+        rows = []
+        for action in self.window.actions():
+            keys = ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+            if keys:
+                rows.append((action.text().replace("&", "").rstrip("…"), keys))
+        return rows

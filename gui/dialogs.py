@@ -1,0 +1,299 @@
+"""Dialogs: errors, questions about classes, folders that are not projects, new projects.
+
+Each function returns the user's answer as a plain value, so callers read like the question.
+Tests replace these functions (monkeypatch) to answer without a modal loop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QRadioButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+
+def show_error(parent: QWidget | None, title: str, text: str, details: str | None = None) -> None:
+    """One dialog for every error: the one-line message, the log or traceback folded away."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle(title)
+    box.setText(text)
+    if details:
+        box.setDetailedText(details)
+    box.exec()
+
+
+def ask_delete_class(parent: QWidget | None, names: list[str], index: int) -> int | None | bool:
+    """What becomes of the pixels of class ``index``: None (unlabeled), another class's index,
+    or False (cancel)."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(f"Delete class {names[index]!r}")
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(QLabel(f"What should become of the pixels labeled {names[index]!r} "
+                            "in every image?"))
+    unlabel = QRadioButton("Make them unlabeled")
+    merge = QRadioButton("Give them to another class:")
+    group = QButtonGroup(dialog)
+    group.addButton(unlabel)
+    group.addButton(merge)
+    unlabel.setChecked(True)
+    combo = QComboBox()
+    others = [(i, n) for i, n in enumerate(names) if i != index]
+    for i, n in others:
+        combo.addItem(n, i)
+    combo.setEnabled(False)
+    merge.toggled.connect(combo.setEnabled)
+    layout.addWidget(unlabel)
+    layout.addWidget(merge)
+    layout.addWidget(combo)
+    layout.addWidget(QLabel("The classes after it move up by one. This cannot be undone."))
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Delete class")
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    layout.addWidget(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return False
+    return combo.currentData() if merge.isChecked() else None
+
+
+NOT_A_PROJECT_CREATE = "create"
+NOT_A_PROJECT_IMPORT = "import"
+
+
+def ask_not_a_project(parent: QWidget | None, folder: Path, has_images: bool) -> str | None:
+    """A folder that is not a project was opened: make it one ("create"), make a project of its
+    images beside it ("import"), or nothing (None)."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Not a Maskloop project")
+    box.setText(f"{folder} is not a Maskloop project.")
+    importing = None
+    if has_images:
+        box.setInformativeText("It holds images. Make a new project from them (the images are "
+                               "copied, the folder is left as it is)?")
+        importing = box.addButton("New project from these images…", QMessageBox.ButtonRole.AcceptRole)
+    creating = None
+    if not any(folder.iterdir()):
+        creating = box.addButton("Make this empty folder a project", QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    if importing is not None and clicked is importing:
+        return NOT_A_PROJECT_IMPORT
+    if creating is not None and clicked is creating:
+        return NOT_A_PROJECT_CREATE
+    return None
+
+
+def ask_new_project(parent: QWidget | None, start_dir: str = "",
+                    suggested_name: str = "") -> tuple[Path, list[str]] | None:
+    """Where the new project goes and its classes."""
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("New project")
+    form = QFormLayout(dialog)
+    folder = QLineEdit(start_dir or str(Path.home()))
+    browse = QDialogButtonBox()
+    pick = browse.addButton("Choose…", QDialogButtonBox.ButtonRole.ActionRole)
+    pick.clicked.connect(lambda: folder.setText(
+        QFileDialog.getExistingDirectory(dialog, "Where the project goes", folder.text()) or folder.text()))
+    name = QLineEdit(suggested_name or "my-project")
+    classes = QLineEdit("background, foreground")
+    form.addRow("In folder", folder)
+    form.addRow("", browse)
+    form.addRow("Project name", name)
+    form.addRow("Classes (comma separated)", classes)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return None
+    names = [c.strip() for c in classes.text().split(",") if c.strip()]
+    return Path(folder.text()) / name.text().strip(), names
+
+
+def ask_save_before_quit(parent: QWidget | None, what: str) -> str:
+    """Unsaved work: "save", "discard" or "cancel"."""
+    answer = QMessageBox.question(
+        parent, "Unsaved labels", f"{what}\nSave before closing?",
+        QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
+        | QMessageBox.StandardButton.Cancel, QMessageBox.StandardButton.Save)
+    if answer == QMessageBox.StandardButton.Save:
+        return "save"
+    if answer == QMessageBox.StandardButton.Discard:
+        return "discard"
+    return "cancel"
+
+
+def pick_project_folder(parent: QWidget | None, start_dir: str = "") -> Path | None:
+    path = QFileDialog.getExistingDirectory(parent, "Open project", start_dir)
+    return Path(path) if path else None
+
+
+def pick_images(parent: QWidget | None, start_dir: str = "") -> list[Path]:
+    files, _ = QFileDialog.getOpenFileNames(
+        parent, "Import images", start_dir,
+        "Images (*.png *.jpg *.jpeg *.bmp *.tif *.tiff);;All files (*)")
+    return [Path(f) for f in files]
+
+
+def pick_folder(parent: QWidget | None, title: str, start_dir: str = "") -> Path | None:
+    path = QFileDialog.getExistingDirectory(parent, title, start_dir)
+    return Path(path) if path else None
+
+
+IMPORT_FORMAT_CHOICES = (
+    ("", "Detect from the files"),
+    ("png", "Images with mask images (PNG/TIFF masks in a folder)"),
+    ("coco", "COCO JSON"),
+    ("labelme", "LabelMe JSON"),
+    ("voc", "Pascal VOC folder"),
+)
+
+
+def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict | None:
+    """What to import: ``{"paths", "fmt", "masks_dir", "unlabeled_value", "uncovered"}``."""
+    from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QSpinBox
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Import images with masks or annotations")
+    form = QFormLayout(dialog)
+    fmt = QComboBox()
+    for key, text in IMPORT_FORMAT_CHOICES:
+        fmt.addItem(text, key)
+    source = QLineEdit(start_dir)
+    source.setPlaceholderText("Images folder, annotation JSON file, or VOC folder")
+    masks = QLineEdit()
+    masks.setPlaceholderText("Folder of mask images (for image + mask pairs)")
+
+    def browse_row(edit: QLineEdit, title: str, files: bool) -> QWidget:
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(edit, 1)
+        folder_button = QPushButton("Folder…")
+        folder_button.clicked.connect(lambda: edit.setText(
+            QFileDialog.getExistingDirectory(dialog, title, edit.text() or start_dir) or edit.text()))
+        layout.addWidget(folder_button)
+        if files:
+            file_button = QPushButton("File…")
+            file_button.clicked.connect(lambda: edit.setText(
+                QFileDialog.getOpenFileName(dialog, title, edit.text() or start_dir,
+                                            "Annotations (*.json);;All files (*)")[0] or edit.text()))
+            layout.addWidget(file_button)
+        return row
+
+    use_unlabeled = QCheckBox("Mask value meaning unlabeled:")
+    unlabeled = QSpinBox()
+    unlabeled.setRange(0, 65535)
+    unlabeled.setValue(255)
+    unlabeled.setEnabled(False)
+    use_unlabeled.toggled.connect(unlabeled.setEnabled)
+    uncovered = QComboBox()
+    uncovered.addItem("As the file says", None)
+    uncovered.addItem("Background (class 0)", "background")
+    uncovered.addItem("Unlabeled", "unlabeled")
+    form.addRow("Format", fmt)
+    form.addRow("Import from", browse_row(source, "Import from", True))
+    form.addRow("Masks folder", browse_row(masks, "Masks folder", False))
+    unl_row = QWidget()
+    unl_layout = QHBoxLayout(unl_row)
+    unl_layout.setContentsMargins(0, 0, 0, 0)
+    unl_layout.addWidget(use_unlabeled)
+    unl_layout.addWidget(unlabeled)
+    form.addRow("", unl_row)
+    form.addRow("Pixels no shape covers (COCO, LabelMe)", uncovered)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted or not source.text().strip():
+        return None
+    return {
+        "paths": [Path(source.text().strip())],
+        "fmt": fmt.currentData() or None,
+        "masks_dir": Path(masks.text().strip()) if masks.text().strip() else None,
+        "unlabeled_value": unlabeled.value() if use_unlabeled.isChecked() else None,
+        "uncovered": uncovered.currentData(),
+    }
+
+
+EXPORT_FORMAT_CHOICES = (
+    ("png", "Index PNG (value = class number, 255 = unlabeled)"),
+    ("color", "Colour PNG (class colours, unlabeled transparent)"),
+    ("coco", "COCO JSON (RLE)"),
+    ("labelme", "LabelMe JSON (polygons, with the images)"),
+)
+
+
+def ask_export_masks(parent: QWidget | None, start_dir: str = "") -> dict | None:
+    """How to export: ``{"fmt", "out_dir", "unlabeled_as", "include_unlabeled", "overwrite"}``."""
+    from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle("Export masks")
+    form = QFormLayout(dialog)
+    fmt = QComboBox()
+    for key, text in EXPORT_FORMAT_CHOICES:
+        fmt.addItem(text, key)
+    out = QLineEdit(start_dir)
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(out, 1)
+    choose = QPushButton("Choose…")
+    choose.clicked.connect(lambda: out.setText(
+        QFileDialog.getExistingDirectory(dialog, "Export to", out.text()) or out.text()))
+    layout.addWidget(choose)
+    background = QCheckBox("Unlabeled pixels become background (class 0)")
+    everything = QCheckBox("Also images with no labels")
+    overwrite = QCheckBox("Replace files that exist")
+    form.addRow("Format", fmt)
+    form.addRow("Folder", row)
+    form.addRow("", background)
+    form.addRow("", everything)
+    form.addRow("", overwrite)
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    form.addRow(buttons)
+    if dialog.exec() != QDialog.DialogCode.Accepted or not out.text().strip():
+        return None
+    return {
+        "fmt": fmt.currentData(),
+        "out_dir": Path(out.text().strip()),
+        "unlabeled_as": "background" if background.isChecked() else "unlabeled",
+        "include_unlabeled": everything.isChecked(),
+        "overwrite": overwrite.isChecked(),
+    }
+
+
+def ask_open_read_only(parent: QWidget | None, message: str) -> bool:
+    answer = QMessageBox.question(
+        parent, "Project in use",
+        f"{message}\n\nOpen it read-only (look, but not change)?",
+        QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Cancel)
+    return answer == QMessageBox.StandardButton.Open
+
+
+def confirm(parent: QWidget | None, title: str, text: str) -> bool:
+    answer = QMessageBox.question(parent, title, text,
+                                  QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                                  QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes

@@ -1,0 +1,181 @@
+"""Reading images for the canvas and the image list, off the GUI thread where it can be.
+
+- :func:`load_image` reads one image, its display buffer (contrast applied) and its labels: the
+  slow part of switching images (decoding a 4096 x 4096 PNG alone takes ~100 ms).
+- :class:`ImageLoader` loads the neighbours of the current image in a background thread, so that
+  PgDown finds the next image ready; asking for an image being loaded waits for that load.
+- :class:`ThumbnailMaker` makes the image list's thumbnails in another background thread and
+  hands them over by signal.
+
+Workers get paths and records, never live documents; the project store is thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from engine.errors import UserError
+from engine.imageio import display_range, to_display
+
+THUMB_SIZE = 72
+
+
+@dataclass
+class LoadedImage:
+    image_id: int
+    raw: np.ndarray | None  # the pixels as read (native dtype); None when unreadable
+    display: np.ndarray | None  # uint32 H x W 0xffRRGGBB for the canvas
+    labels: np.ndarray | None  # uint8 H x W as on disk (None: read it when needed)
+    contrast: tuple[float, float] | None  # (low, high) for images that are not 8-bit
+    error: str | None = None
+
+    @property
+    def deep(self) -> bool:
+        """Not 8-bit: shown through an adjustable contrast window."""
+        return self.raw is not None and self.raw.dtype != np.uint8
+
+
+def rgb32(rgb: np.ndarray) -> np.ndarray:
+    """uint8 H x W x 3 RGB to the uint32 0xffRRGGBB buffer the canvas wraps (one pass)."""
+    bgra = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+    return bgra.view(np.uint32).reshape(rgb.shape[0], rgb.shape[1])
+
+
+def display_of(raw: np.ndarray, contrast: tuple[float, float] | None) -> np.ndarray:
+    if raw.dtype == np.uint8:
+        return rgb32(to_display(raw))
+    low, high = contrast if contrast is not None else (None, None)
+    return rgb32(to_display(raw, low, high))
+
+
+def load_image(project, image_id: int, contrast: tuple[float, float] | None = None,
+               with_labels: bool = True) -> LoadedImage:
+    """Read an image and (optionally) its labels. Never raises for a bad image: the error is
+    in the result, so the window can show it and go on."""
+    try:
+        raw = project.read_image(image_id)
+    except UserError as exc:
+        return LoadedImage(image_id, None, None, None, None, exc.reason)
+    if raw.dtype != np.uint8 and contrast is None:
+        contrast = display_range(raw)
+    display = display_of(raw, contrast)
+    labels = None
+    if with_labels:
+        try:
+            labels = project.read_label(image_id)
+        except UserError as exc:
+            return LoadedImage(image_id, raw, display, None, contrast, str(exc))
+    return LoadedImage(image_id, raw, display, labels, contrast if raw.dtype != np.uint8 else None)
+
+
+class ImageLoader:
+    """Loads images by id; :meth:`prefetch` starts loading the likely next ones in a thread."""
+
+    KEEP = 3  # loaded images held ready
+
+    def __init__(self, project) -> None:
+        self.project = project
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskloop-prefetch")
+        self._futures: OrderedDict[int, Future] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, image_id: int, need_labels: bool = True) -> LoadedImage:
+        with self._lock:
+            future = self._futures.pop(image_id, None)
+        if future is not None and not future.cancel():
+            loaded = future.result()
+            if need_labels and loaded.labels is None and loaded.error is None:
+                loaded = load_image(self.project, image_id, loaded.contrast)
+            return loaded
+        return load_image(self.project, image_id, with_labels=need_labels)
+
+    def prefetch(self, image_ids: list[int]) -> None:
+        with self._lock:
+            for image_id in image_ids:
+                if image_id not in self._futures:
+                    self._futures[image_id] = self._pool.submit(load_image, self.project, image_id)
+            while len(self._futures) > self.KEEP:
+                _, old = self._futures.popitem(last=False)
+                old.cancel()
+
+    def invalidate(self, image_id: int | None = None) -> None:
+        """Labels on disk changed: forget what was read (all, or one image)."""
+        with self._lock:
+            ids = list(self._futures) if image_id is None else [image_id]
+            for i in ids:
+                future = self._futures.pop(i, None)
+                if future is not None:
+                    future.cancel()
+
+    def shutdown(self) -> None:
+        self.invalidate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ThumbnailMaker(QObject):
+    """Thumbnails (QImage, at most THUMB_SIZE pixels a side) made in a background thread."""
+
+    ready = Signal(int, QImage)
+    failed = Signal(int, str)
+
+    def __init__(self, project, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.project = project
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskloop-thumbs")
+        self._stop = threading.Event()
+        self._asked: set[int] = set()
+
+    def request(self, image_ids: list[int]) -> None:
+        for image_id in image_ids:
+            if image_id not in self._asked and not self._stop.is_set():
+                self._asked.add(image_id)
+                self._pool.submit(self._make, image_id)
+
+    def forget(self, image_id: int) -> None:
+        self._asked.discard(image_id)
+
+    def _make(self, image_id: int) -> None:
+        if self._stop.is_set():
+            return
+        try:
+            raw = self.project.read_image(image_id)
+            small = _shrink(raw)
+            rgb = to_display(small) if small.dtype == np.uint8 else to_display(
+                small, *display_range(small))
+            h, w = rgb.shape[:2]
+            image = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+        except UserError as exc:
+            if not self._stop.is_set():
+                self.failed.emit(image_id, exc.reason)
+            return
+        except Exception as exc:  # a thumbnail must never take the window down
+            if not self._stop.is_set():
+                self.failed.emit(image_id, f"{type(exc).__name__}: {exc}")
+            return
+        if not self._stop.is_set():
+            self.ready.emit(image_id, image)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _shrink(raw: np.ndarray) -> np.ndarray:
+    h, w = raw.shape[:2]
+    scale = THUMB_SIZE / max(h, w)
+    if scale >= 1.0:
+        return raw
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if raw.ndim == 3 and raw.shape[2] > 4:
+        raw = np.ascontiguousarray(raw[:, :, :3])
+    if raw.dtype not in (np.uint8, np.uint16, np.float32):
+        raw = raw.astype(np.float32)
+    return cv2.resize(raw, size, interpolation=cv2.INTER_AREA)

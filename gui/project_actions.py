@@ -1,0 +1,240 @@
+"""Opening, creating, importing into and exporting from projects, with the questions and error
+messages around them. The window calls these from its menus, drops and command line.
+
+Every error reaches the user as one dialog with one clear line (``UserError``'s message); a
+locked project offers to open read-only; a newer project is refused without being touched; a
+folder that is not a project offers to become one.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QProgressDialog
+
+from engine import imageio
+from engine.errors import NewerProjectError, ProjectLockedError, UserError
+from engine.project import Project
+from gui import dialogs
+
+if TYPE_CHECKING:
+    from gui.main_window import MainWindow
+
+DB_NAME = "project.db"
+DEFAULT_CLASSES = ["background", "foreground"]
+
+
+def is_project_folder(path: Path) -> bool:
+    return path.is_dir() and (path / DB_NAME).is_file()
+
+
+def folder_has_images(folder: Path, limit: int = 2000) -> bool:
+    seen = 0
+    for p in folder.rglob("*"):
+        seen += 1
+        if p.is_file() and imageio.is_image_file(p):
+            return True
+        if seen > limit:
+            return False
+    return False
+
+
+class ProjectActions:
+    def __init__(self, window: MainWindow) -> None:
+        self.window = window
+
+    @property
+    def prefs(self):
+        return self.window.prefs
+
+    # ----------------------------------------------------------- opening
+    def open_dialog(self) -> bool:
+        start = self.prefs.last_folder() or str(Path.home())
+        path = dialogs.pick_project_folder(self.window, start)
+        return False if path is None else self.open_path(path)
+
+    def open_path(self, path: Path | str, ask: bool = True) -> bool:
+        """Open a project folder (or offer to make one of a folder that is not). True when a
+        project was opened."""
+        path = Path(path)
+        if path.name == DB_NAME:
+            path = path.parent
+        if path.is_dir() and not is_project_folder(path) and ask:
+            return self._not_a_project(path)
+        try:
+            project = Project.open(path)
+        except NewerProjectError as exc:
+            self.window.show_error("Made by a newer Maskloop", f"{exc}\n\nThe project was not "
+                                   "changed. Open it with a newer version of Maskloop.")
+            return False
+        except ProjectLockedError as exc:
+            if not ask or not dialogs.ask_open_read_only(self.window, str(exc)):
+                if not ask:
+                    self.window.show_error("Project in use", str(exc))
+                return False
+            try:
+                project = Project.open(path, readonly=True)
+            except UserError as exc2:
+                self.window.show_error("Cannot open the project", str(exc2))
+                return False
+        except UserError as exc:
+            self.window.show_error("Cannot open the project", str(exc))
+            return False
+        return self._opened(project)
+
+    def _opened(self, project: Project) -> bool:
+        if not self.window.set_project(project):
+            project.close()
+            return False
+        self.prefs.add_recent(project.path)
+        self.prefs.set_last_folder(project.path.parent)
+        return True
+
+    def _not_a_project(self, folder: Path) -> bool:
+        choice = dialogs.ask_not_a_project(self.window, folder, folder_has_images(folder))
+        if choice == dialogs.NOT_A_PROJECT_CREATE:
+            return self._create(folder, DEFAULT_CLASSES)
+        if choice == dialogs.NOT_A_PROJECT_IMPORT:
+            return self.new_project(images=[folder], suggested=f"{folder.name}-project",
+                                    start_dir=str(folder.parent))
+        return False
+
+    def _create(self, path: Path, classes: list[str]) -> bool:
+        try:
+            project = Project.create(path, classes or DEFAULT_CLASSES)
+        except UserError as exc:
+            self.window.show_error("Cannot create the project", str(exc))
+            return False
+        return self._opened(project)
+
+    def new_project(self, images: list[Path] | None = None, suggested: str = "",
+                    start_dir: str = "") -> bool:
+        answer = dialogs.ask_new_project(self.window, start_dir or self.prefs.last_folder(),
+                                         suggested)
+        if answer is None:
+            return False
+        path, classes = answer
+        if not self._create(path, classes):
+            return False
+        if images:
+            self.import_images(images)
+        return True
+
+    # --------------------------------------------------------- importing
+    def import_images_dialog(self) -> None:
+        paths = dialogs.pick_images(self.window, self.prefs.last_folder())
+        if paths:
+            self.import_images(paths)
+
+    def import_folder_dialog(self) -> None:
+        folder = dialogs.pick_folder(self.window, "Import a folder of images",
+                                     self.prefs.last_folder())
+        if folder is not None:
+            self.import_images([folder])
+
+    def import_images(self, paths: list[Path]) -> bool:
+        window = self.window
+        if window.project is None:
+            return self.new_project(images=paths, suggested="my-project",
+                                    start_dir=str(Path(paths[0]).parent))
+        if window.project.readonly:
+            window.show_error("Read-only project", "This project is open read-only.")
+            return False
+        try:
+            with busy():
+                records = window.project.add_images(paths)
+        except UserError as exc:
+            window.show_error("Cannot import the images", f"{exc}\n\nNothing was imported.")
+            return False
+        self.prefs.set_last_folder(Path(paths[0]).parent)
+        window.images_added([r.id for r in records])
+        window.status_message(f"Imported {len(records)} image{'s' * (len(records) != 1)}")
+        return True
+
+    def import_annotations_dialog(self) -> None:
+        window = self.window
+        if window.project is None or window.project.readonly:
+            window.show_error("No project", "Open or create a project to import into.")
+            return
+        request = dialogs.ask_import_annotations(window, self.prefs.last_folder())
+        if request is not None:
+            self.import_annotations(**request)
+
+    def import_annotations(self, paths: list[Path], fmt: str | None = None,
+                           masks_dir: Path | None = None, unlabeled_value: int | None = None,
+                           uncovered: str | None = None) -> bool:
+        from engine.formats import import_paths
+
+        window = self.window
+        window.flush_labels()
+        try:
+            with progress_dialog(window, "Importing…") as progress:
+                report = import_paths(window.project, paths, fmt=fmt, masks_dir=masks_dir,
+                                      unlabeled_value=unlabeled_value, uncovered=uncovered,
+                                      progress=progress)
+        except UserError as exc:
+            window.show_error("Cannot import", f"{exc}\n\nNothing was imported.")
+            return False
+        window.labels_changed_on_disk()
+        window.status_message(report.summary(), 10000)
+        return True
+
+    # --------------------------------------------------------- exporting
+    def export_masks_dialog(self) -> None:
+        window = self.window
+        if window.project is None:
+            return
+        request = dialogs.ask_export_masks(window, self.prefs.last_folder())
+        if request is not None:
+            self.export_masks(**request)
+
+    def export_masks(self, fmt: str, out_dir: Path, unlabeled_as: str = "unlabeled",
+                     include_unlabeled: bool = False, overwrite: bool = False) -> bool:
+        from engine.formats import export_masks
+
+        window = self.window
+        window.flush_labels()
+        try:
+            with progress_dialog(window, "Exporting…") as progress:
+                report = export_masks(window.project, fmt, out_dir, unlabeled_as=unlabeled_as,
+                                      overwrite=overwrite, include_unlabeled=include_unlabeled,
+                                      progress=progress)
+        except UserError as exc:
+            window.show_error("Cannot export", str(exc))
+            return False
+        window.status_message(report.summary(), 10000)
+        return True
+
+
+@contextmanager
+def busy() -> Iterator[None]:
+    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+    try:
+        yield
+    finally:
+        QApplication.restoreOverrideCursor()
+
+
+@contextmanager
+def progress_dialog(parent, title: str):
+    """A progress dialog fed by the engine's ``progress(stage, done, total)`` callbacks."""
+    dialog = QProgressDialog(title, "", 0, 0, parent)
+    dialog.setCancelButton(None)  # imports are all or nothing and run to the end
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.setMinimumDuration(400)
+
+    def progress(stage: str, done: int, total: int) -> None:
+        dialog.setLabelText(f"{stage} ({done}/{total})" if total else stage)
+        dialog.setMaximum(max(0, total))
+        dialog.setValue(min(done, total) if total else 0)
+        QApplication.processEvents()
+
+    try:
+        with busy():
+            yield progress
+    finally:
+        dialog.close()
+        dialog.deleteLater()
