@@ -32,7 +32,7 @@ from engine.formats import coco as coco_format
 from engine.formats import labelme as labelme_format
 from engine.formats import voc as voc_format
 from engine.formats.classes import ClassTable
-from engine.formats.masks import MaskKind, RawMask, decode_raw_masks, read_mask_file
+from engine.formats.masks import RawMask, decode_raw_masks, read_mask_file
 
 FORMATS = ("png", "coco", "labelme", "voc")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -438,4 +438,4 @@ def import_paths(
     return report
 
 
-__all__ = ["import_paths", "detect_format", "ImportReport", "FORMATS", "MaskKind"]
+__all__ = ["import_paths", "detect_format", "ImportReport", "FORMATS"]
