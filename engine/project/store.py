@@ -787,8 +787,8 @@ class Project:
         """Save a label mask atomically and update ``labeled_pixels`` to match."""
         self._writable()
         record = self.image(image_id)
-        mask = self._check_mask(record, mask, "label")
-        labeled = int(mask.size - np.count_nonzero(mask == UNLABELED))
+        mask, unlabeled = self._check_mask(record, mask, "label")
+        labeled = int(mask.size - unlabeled)
         data = encode_png8(mask, self._palette())
         jid = self._journal("label", {"id": record.id})
         try:
@@ -800,7 +800,9 @@ class Project:
             conn.execute("UPDATE images SET labeled_pixels = ? WHERE id = ?", (labeled, record.id))
             conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
 
-    def _check_mask(self, record: ImageRecord, mask: np.ndarray, what: str) -> np.ndarray:
+    def _check_mask(self, record: ImageRecord, mask: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+        """The mask as contiguous uint8 and its number of unlabeled pixels; UserError if it does
+        not fit the image or holds values that are no class."""
         mask = np.asarray(mask)
         if mask.shape != (record.height, record.width):
             raise UserError(
@@ -813,14 +815,13 @@ class Project:
                 raise ValueError(f"a {what} is uint8 class numbers, got {mask.dtype}")
             mask = mask.astype(np.uint8)
         k = len(self.classes)
-        if k < UNLABELED:
-            above = np.count_nonzero(mask >= k) - np.count_nonzero(mask == UNLABELED)
-            if above:
-                raise UserError(
-                    f"{what} holds class numbers beyond the project's {k} classes",
-                    self.path / record.file,
-                )
-        return np.ascontiguousarray(mask)
+        unlabeled = int(np.count_nonzero(mask == UNLABELED))
+        if k < UNLABELED and np.count_nonzero(mask >= k) != unlabeled:
+            raise UserError(
+                f"{what} holds class numbers beyond the project's {k} classes",
+                self.path / record.file,
+            )
+        return np.ascontiguousarray(mask), unlabeled
 
     # ---------------------------------------------------------------------------------------
     # predictions
@@ -849,7 +850,7 @@ class Project:
     ) -> None:
         self._writable()
         record = self.image(image_id)
-        classmap = self._check_mask(record, classmap, "prediction")
+        classmap, _ = self._check_mask(record, classmap, "prediction")
         confidence = np.asarray(confidence_u8)
         if confidence.shape != classmap.shape or confidence.dtype != np.uint8:
             raise ValueError(f"confidence must be uint8 {classmap.shape}, got {confidence.dtype} {confidence.shape}")
