@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from engine.errors import UserError
-from gui.dialogs import ask_delete_class
+from gui import dialogs
 
 
 def swatch(color: tuple[int, int, int], size: int = 16) -> QIcon:
@@ -64,7 +64,8 @@ class ClassPanel(QWidget):
             button.setText(text)
             button.setToolTip(tip)
             button.setObjectName(f"class_{key}")
-            button.clicked.connect(slot)
+            # clicked(bool) would land in the slot's first parameter: call it bare.
+            button.clicked.connect(lambda _=False, act=slot: act())
             buttons.addWidget(button)
             self.buttons[key] = button
         buttons.addStretch(1)
@@ -200,7 +201,7 @@ class ClassPanel(QWidget):
                                     "A project needs at least one class.")
             return False
         if merge_into == "ask":
-            answer = ask_delete_class(self, [c.name for c in classes], index)
+            answer = dialogs.ask_delete_class(self, [c.name for c in classes], index)
             if answer is False:
                 return False
             merge_into = answer

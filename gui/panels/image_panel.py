@@ -157,8 +157,13 @@ class ImageFilterProxy(QSortFilterProxyModel):
         self.setDynamicSortFilter(True)
 
     def set_filter(self, text: str, status: str) -> None:
-        self.text, self.status = text.casefold(), status
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt 6.9+; invalidateFilter is deprecated there
+            self.beginFilterChange()
+            self.text, self.status = text.casefold(), status
+            self.endFilterChange()
+        else:
+            self.text, self.status = text.casefold(), status
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
         index = self.sourceModel().index(row, 0, parent)

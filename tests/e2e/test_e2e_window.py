@@ -1,0 +1,269 @@
+"""The real main window on membrane images: paint, erase, fill, undo, switch, save, classes."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from PySide6.QtCore import Qt
+
+from drive import at, click, drag
+from engine.project import Project
+from engine.project.labelpng import read_png8
+
+UNLABELED = 255
+
+
+def on_disk(window, image_id: int) -> np.ndarray:
+    path = window.project.label_path(image_id)
+    if not path.exists():
+        record = window.project.image(image_id)
+        return np.full((record.height, record.width), UNLABELED, np.uint8)
+    return read_png8(path)
+
+
+def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier) -> None:
+    """A key typed while the canvas has the keyboard, as when the user paints."""
+    qtbot.keyClick(window.canvas, k, modifier)
+
+
+def test_opens_at_the_first_image_fitted_without_torch(window, membrane_project):
+    assert window.windowTitle() == "Maskloop \u2014 membranes"
+    first = window.project.images()[0]
+    assert window.current_image_id() == first.id
+    assert window.document.labels.shape == (512, 512)
+    vp = window.canvas.viewport().rect()
+    assert vp.contains(at(window.canvas, 0, 0)) and vp.contains(at(window.canvas, 511, 511))
+    assert "torch" not in sys.modules
+    assert window.loop is not None  # the training loop's docks are in
+
+
+def test_brush_stroke_changes_only_the_stroke_and_is_saved(qtbot, window):
+    canvas = window.canvas
+    key(qtbot, window, Qt.Key.Key_2)  # class "membrane" (index 1)
+    key(qtbot, window, Qt.Key.Key_B)
+    window.context.set_brush_size(9)
+    image_id = window.current_image_id()
+    drag(qtbot, canvas, [(100, 100), (200, 110), (300, 300)])
+    labels = window.document.labels.copy()
+    assert labels[100, 100] == 1 and labels[110, 200] == 1 and labels[300, 300] == 1
+    painted = labels != UNLABELED
+    assert set(np.unique(labels[painted])) == {1}
+    # Only near the stroke's path: nothing outside its bounding box grown by the radius.
+    ys, xs = np.nonzero(painted)
+    assert xs.min() >= 95 and xs.max() <= 305 and ys.min() >= 95 and ys.max() <= 305
+    assert not painted[250:, :150].any()
+    key(qtbot, window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+    np.testing.assert_array_equal(on_disk(window, image_id), labels)
+    assert window.project.image(image_id).labeled_pixels == painted.sum()
+
+
+def test_eraser_restores_unlabeled_on_disk(qtbot, window):
+    canvas = window.canvas
+    window.context.set_brush_size(15)
+    drag(qtbot, canvas, [(50, 200), (450, 200)])
+    key(qtbot, window, Qt.Key.Key_E)
+    assert canvas.tool.name == "eraser"
+    window.context.set_brush_size(31)
+    drag(qtbot, canvas, [(200, 200), (300, 200)])
+    window.flush_labels()
+    saved = on_disk(window, window.current_image_id())
+    assert (saved[195:206, 205:296] == UNLABELED).all()
+    assert saved[200, 60] == 0 and saved[200, 440] == 0
+
+
+def test_polygon_takes_enter_from_the_loop(qtbot, window):
+    canvas = window.canvas
+    key(qtbot, window, Qt.Key.Key_3)
+    key(qtbot, window, Qt.Key.Key_P)
+    for x, y in [(60, 60), (160, 60), (160, 140), (60, 140)]:
+        click(qtbot, canvas, x, y)
+    assert canvas.polygon_in_progress
+    key(qtbot, window, Qt.Key.Key_Return)  # fills the polygon, does not accept a prediction
+    assert not canvas.polygon_in_progress
+    labels = window.document.labels
+    assert (labels[62:139, 62:159] == 2).all()
+    assert (labels == 2).sum() == pytest.approx(101 * 81, rel=0.05)
+    for x, y in [(300, 300), (400, 300), (400, 400)]:
+        click(qtbot, canvas, x, y)
+    key(qtbot, window, Qt.Key.Key_Escape)
+    assert (labels[300:400, 300:400] == UNLABELED).all()
+
+
+def test_flood_fill_stays_inside_a_cell(qtbot, window, membrane_dir):
+    import cv2
+
+    image_name = window.project.image(window.current_image_id()).name
+    truth = cv2.imread(str(membrane_dir / "masks" / image_name), cv2.IMREAD_GRAYSCALE)
+    # The middle of the biggest cell interior, far from any membrane.
+    dist = cv2.distanceTransform((truth > 127).astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(np.argmax(dist), dist.shape)
+    window.context.set_tolerance(35)
+    key(qtbot, window, Qt.Key.Key_G)
+    click(qtbot, window.canvas, int(x), int(y))
+    filled = window.document.labels == 0
+    assert filled[y, x] and filled.sum() > 200
+    assert filled.sum() < truth.size // 3  # a region, not the whole slice
+    assert (truth[filled] > 127).mean() > 0.85
+
+
+def test_undo_and_redo_by_keys(qtbot, window):
+    canvas = window.canvas
+    drag(qtbot, canvas, [(100, 100), (200, 100)])
+    first = window.document.labels.copy()
+    drag(qtbot, canvas, [(100, 300), (200, 300)])
+    second = window.document.labels.copy()
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    np.testing.assert_array_equal(window.document.labels, first)
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert (window.document.labels == UNLABELED).all()
+    key(qtbot, window, Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    key(qtbot, window, Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    np.testing.assert_array_equal(window.document.labels, second)
+
+
+def test_switching_images_keeps_each_images_edits_and_undo(qtbot, window):
+    canvas = window.canvas
+    ids = [r.id for r in window.project.images()]
+    drag(qtbot, canvas, [(100, 100), (140, 100)])
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    assert window.current_image_id() == ids[1]
+    assert (window.document.labels == UNLABELED).all()
+    key(qtbot, window, Qt.Key.Key_2)
+    drag(qtbot, canvas, [(300, 300), (340, 300)])
+    key(qtbot, window, Qt.Key.Key_PageUp)
+    assert window.current_image_id() == ids[0]
+    labels = window.document.labels
+    assert labels[100, 120] == 0 and labels[300, 320] == UNLABELED
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undo survives
+    assert (window.document.labels == UNLABELED).all()
+    window.go_to_image(ids[1])
+    assert window.document.labels[300, 320] == 1
+    window.flush_labels()
+    assert on_disk(window, ids[1])[300, 320] == 1
+    assert (on_disk(window, ids[0]) == UNLABELED).all()
+
+
+def test_class_keys_pick_classes_in_list_order(qtbot, window):
+    for k, expected in ((Qt.Key.Key_3, 2), (Qt.Key.Key_1, 0), (Qt.Key.Key_2, 1)):
+        key(qtbot, window, k)
+        assert window.context.current_class == expected
+        assert window.class_panel.list.currentRow() == expected
+    key(qtbot, window, Qt.Key.Key_9)  # no ninth class: nothing changes
+    assert window.context.current_class == 1
+
+
+def test_deleting_a_class_renumbers_labels_on_disk(qtbot, window, dialogs):
+    canvas = window.canvas
+    image_id = window.current_image_id()
+    key(qtbot, window, Qt.Key.Key_2)
+    drag(qtbot, canvas, [(100, 100), (150, 100)])
+    key(qtbot, window, Qt.Key.Key_3)
+    drag(qtbot, canvas, [(100, 300), (150, 300)])
+    # Delete "membrane" (1), its pixels unlabeled: vesicle (2) becomes 1.
+    window.class_panel.list.setCurrentRow(1)
+    dialogs.answers["ask_delete_class"] = None
+    window.class_panel.buttons["delete"].click()
+    assert [c.name for c in window.project.classes] == ["background", "vesicle"]
+    saved = on_disk(window, image_id)
+    assert saved[100, 120] == UNLABELED and saved[300, 120] == 1
+    assert window.document.labels[300, 120] == 1 and window.document.labels[100, 120] == UNLABELED
+    assert window.class_panel.list.count() == 2
+    assert not dialogs.errors
+
+
+def test_class_panel_add_rename_recolor_reorder(qtbot, window):
+    panel = window.class_panel
+    image_id = window.current_image_id()
+    drag(qtbot, window.canvas, [(100, 100), (150, 100)])  # class 0
+    assert panel.add_class("nucleus", (10, 200, 30))
+    assert window.context.current_class == 3
+    panel.list.setCurrentRow(3)
+    assert panel.rename_class("nuclei")
+    assert panel.recolor_class((200, 10, 30))
+    assert window.project.classes[3].name == "nuclei"
+    assert window.project.classes[3].color == (200, 10, 30)
+    panel.list.setCurrentRow(0)
+    assert panel.move_class(1)  # background becomes class 1
+    assert [c.name for c in window.project.classes][:2] == ["membrane", "background"]
+    assert on_disk(window, image_id)[100, 120] == 1
+    assert window.document.labels[100, 120] == 1
+
+
+def test_autosave_writes_after_the_debounce(qtbot, window):
+    image_id = window.current_image_id()
+    drag(qtbot, window.canvas, [(100, 100), (200, 100)])
+    assert (on_disk(window, image_id) == UNLABELED).all()  # not yet
+    qtbot.waitUntil(lambda: on_disk(window, image_id)[100, 150] == 0, timeout=3000)
+    assert window.status.saved.text() == "Saved"
+
+
+def test_done_mark_and_status(qtbot, window):
+    image_id = window.current_image_id()
+    drag(qtbot, window.canvas, [(100, 100), (200, 100)])
+    key(qtbot, window, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
+    record = window.project.image(image_id)
+    assert record.done and record.labeled_pixels > 0
+    from gui.panels.image_panel import StatusRole
+
+    row = window.image_panel.model.row_of(image_id)
+    assert window.image_panel.model.index(row).data(StatusRole) == "done"
+    window.image_panel.status_combo.setCurrentIndex(
+        window.image_panel.status_combo.findData("unlabeled"))
+    assert image_id not in window.image_panel.ordered_ids()
+    assert len(window.image_panel.ordered_ids()) == 2
+
+
+def test_sort_by_name_and_next_follows_the_shown_order(qtbot, window):
+    panel = window.image_panel
+    panel.set_sort("name")
+    names = [panel.record(i).name for i in panel.ordered_ids()]
+    assert names == sorted(names, key=str.casefold)
+    window.go_to_image(panel.ordered_ids()[0])
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    assert window.current_image_id() == panel.ordered_ids()[1]
+    with pytest.raises(ValueError):
+        panel.set_sort("colour")
+
+
+def test_unreadable_image_gets_an_error_badge_and_the_rest_works(qtbot, window):
+    from gui.panels.image_panel import StatusRole
+
+    records = window.project.images()
+    broken = records[1]
+    (window.project.path / broken.file).write_bytes(b"this is not a png")
+    window.loader.invalidate()
+    window.go_to_image(broken.id)
+    assert window.document is None
+    assert "cannot" in window.canvas._notice.lower()
+    row = window.image_panel.model.row_of(broken.id)
+    assert window.image_panel.model.index(row).data(StatusRole) == "error"
+    drag(qtbot, window.canvas, [(10, 10), (50, 50)])  # nothing to paint on: no crash
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    assert window.current_image_id() == records[2].id
+    drag(qtbot, window.canvas, [(100, 100), (200, 100)])
+    assert window.flush_labels()
+    assert on_disk(window, records[2].id)[100, 150] == 0
+
+
+def test_screenshot_of_a_labeled_image(qtbot, window, tmp_path):
+    canvas = window.canvas
+    window.context.set_brush_size(7)
+    key(qtbot, window, Qt.Key.Key_2)
+    drag(qtbot, canvas, [(80, 90), (200, 160), (330, 120), (450, 260)])
+    key(qtbot, window, Qt.Key.Key_1)
+    window.context.set_brush_size(25)
+    drag(qtbot, canvas, [(100, 380), (220, 420), (300, 380)])
+    path = tmp_path / "window.png"
+    assert window.grab().save(str(path))
+    from PIL import Image
+
+    with Image.open(path) as shot:
+        assert shot.size[0] >= 1000
+        pixels = np.asarray(shot.convert("RGB"))
+    # The membrane class colour (VOC class 1, dark red at 50%) shows over the grey image.
+    reddish = (pixels[:, :, 0].astype(int) - pixels[:, :, 1]) > 40
+    assert reddish.sum() > 200
