@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,29 @@ def is_elf(path: Path) -> bool:
 
 def elf_files(bundle: Path) -> list[Path]:
     return sorted(p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink() and is_elf(p))
+
+
+def needed(path: Path) -> list[str]:
+    """The sonames a 64-bit little-endian ELF file names in DT_NEEDED (its direct dependencies)."""
+    data = path.read_bytes()
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        raise ValueError(f"{path}: not a 64-bit little-endian ELF file")
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    sections = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+    names = []
+    for _, kind, _, _, offset, size, link, _, _, entsize in sections:
+        if kind != 6:  # SHT_DYNAMIC
+            continue
+        strtab = sections[link][4]
+        for i in range(size // (entsize or 16)):
+            tag, value = struct.unpack_from("<qQ", data, offset + i * 16)
+            if tag == 0:  # DT_NULL
+                break
+            if tag == 1:  # DT_NEEDED
+                end = data.index(b"\0", strtab + value)
+                names.append(data[strtab + value:end].decode())
+    return names
 
 
 def unresolved(path: Path, internal: Path) -> list[str]:
