@@ -14,7 +14,7 @@ from PIL import Image
 
 from engine.cli import main
 from engine.project import Project
-from tests.engine.test_formats_import import snapshot
+from formats_support import snapshot
 
 H, W = 20, 28
 

@@ -18,34 +18,10 @@ from engine.formats.classes import ClassTable
 from engine.formats.coco import CocoWriter, coco_image_labels, encode_rle, read_coco
 from engine.formats.labelme import labelme_to_labels, labels_to_labelme, read_labelme
 from engine.formats.voc import voc_pairs
+from formats_support import holey_labels, iou_per_class
 
 NAMES = ["background", "cell", "nucleus"]
 COLORS = [(0, 0, 0), (128, 0, 0), (0, 128, 0)]
-
-
-def holey_labels() -> np.ndarray:
-    """Regions with holes, islands in holes, a hole left unlabeled, thin lines and lone pixels."""
-    lab = np.full((72, 96), 255, np.uint8)
-    lab[4:44, 4:60] = 1
-    lab[12:36, 12:48] = 0  # a background hole in the cell
-    lab[18:28, 20:34] = 1  # a cell island inside that hole
-    lab[21:25, 24:28] = 2  # a nucleus inside the island
-    yy, xx = np.mgrid[:72, :96]
-    ring = ((yy - 52) ** 2 + (xx - 76) ** 2 <= 15**2) & ((yy - 52) ** 2 + (xx - 76) ** 2 > 6**2)
-    lab[ring] = 2  # a ring whose hole stays unlabeled
-    lab[60, 2:40] = 1  # a one-pixel line
-    lab[66, 5] = 2  # a lone pixel
-    lab[66:70, 10:14] = 0
-    return lab
-
-
-def iou_per_class(a: np.ndarray, b: np.ndarray) -> dict[int, float]:
-    out = {}
-    for k in np.union1d(np.unique(a), np.unique(b)):
-        inter = np.logical_and(a == k, b == k).sum()
-        union = np.logical_or(a == k, b == k).sum()
-        out[int(k)] = inter / union
-    return out
 
 
 def _table():
@@ -145,6 +121,7 @@ def test_coco_uncovered_is_background_unless_marked(tmp_path):
         (lambda d: d["annotations"][0].update(image_id=2), "image_id 2"),
         (lambda d: d["images"][0].update(file_name="../a.png"), "outside"),
         (lambda d: d["images"][0].update(file_name="/etc/passwd"), "absolute"),
+        (lambda d: d["images"][0].update(file_name="link.png"), "outside"),  # a symlink out
         (lambda d: d["images"][0].update(file_name="missing.png"), "not found"),
         (lambda d: d.pop("categories"), "categories"),
         (lambda d: d["images"][0].pop("height"), "height"),
@@ -164,6 +141,7 @@ def test_bad_coco_files_are_refused_naming_the_json(tmp_path, mutate, message):
     path.write_text(json.dumps(doc))
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(sub / "a.png")
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "a.png")
+    (sub / "link.png").symlink_to(tmp_path / "a.png")
     with pytest.raises(UserError, match=message) as info:
         read_coco(path)
     assert info.value.path == str(path)
@@ -270,6 +248,7 @@ def test_labelme_image_next_to_json_wins_over_embedded(tmp_path):
         (lambda d: d.pop("imagePath"), "'imagePath'"),
         (lambda d: d.update(imagePath="../a.png"), "outside"),
         (lambda d: d.update(imagePath="/tmp/a.png"), "absolute"),
+        (lambda d: d.update(imagePath="link.png"), "outside"),  # a symlink out
         (lambda d: d["shapes"][0].update(shape_type="cuboid"), "cuboid"),
         (lambda d: d["shapes"][0].update(points=[[1, "x"]]), "points"),
         (lambda d: d["shapes"][0].update(shape_type="circle"), "2"),
@@ -282,6 +261,7 @@ def test_bad_labelme_files_are_refused_naming_file_and_field(tmp_path, mutate, m
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(sub / "a.png")
     Image.fromarray(np.zeros((20, 30), np.uint8)).save(tmp_path / "a.png")
     doc = {"shapes": [{"label": "cell", "points": [[1, 1], [5, 1], [5, 5]], "shape_type": "polygon"}], "imagePath": "a.png"}
+    (sub / "link.png").symlink_to(tmp_path / "a.png")
     mutate(doc)
     path = sub / "a.json"
     path.write_text(json.dumps(doc))

@@ -16,7 +16,7 @@ from engine.formats.export import export_masks
 from engine.formats.importer import import_paths
 from engine.palette import VOC_PALETTE
 from engine.project import Project
-from tests.engine.test_formats_annotations import holey_labels, iou_per_class
+from formats_support import holey_labels, iou_per_class
 
 H, W = holey_labels().shape
 

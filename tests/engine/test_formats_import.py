@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,20 +14,9 @@ from engine.errors import UserError
 from engine.formats.importer import detect_format, import_paths
 from engine.palette import VOC_PALETTE
 from engine.project import Project
+from formats_support import snapshot
 
 H, W = 24, 32
-
-
-def snapshot(path: Path) -> dict:
-    """Everything a user would call the project's state: index, classes, label contents, files."""
-    with Project.open(path, readonly=True) as project:
-        images = [(r.id, r.name, r.file, r.labeled_pixels) for r in project.images()]
-        classes = [(c.index, c.name, c.color) for c in project.classes]
-        labels = {r.id: hashlib.sha1(project.read_label(r.id).tobytes()).hexdigest() for r in project.images()}
-    files = sorted(
-        str(f.relative_to(path)) for sub in ("images", "labels") for f in (path / sub).rglob("*") if f.is_file()
-    )
-    return {"images": images, "classes": classes, "labels": labels, "files": files}
 
 
 @pytest.fixture
