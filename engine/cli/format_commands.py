@@ -28,7 +28,9 @@ def register(subparsers) -> None:
         ),
     )
     imp.add_argument("project", metavar="PROJECT", help="the project folder")
-    imp.add_argument("paths", metavar="PATH", nargs="+", help="image files or folders, annotation files, a VOC folder")
+    imp.add_argument(
+        "paths", metavar="PATH", nargs="+", help="image files or folders, annotation files, a VOC folder"
+    )
     imp.add_argument("--masks", metavar="DIR", help="folder of mask images named like the images")
     imp.add_argument(
         "--unlabeled-value",
@@ -63,7 +65,11 @@ def register(subparsers) -> None:
         help="masks: keep unlabeled pixels (255 / transparent) or make them class 0",
     )
     exp.add_argument("--all", action="store_true", help="masks: every image, not only labeled ones")
-    exp.add_argument("--with-images", action="store_true", help="masks: copy the images beside the masks")
+    exp.add_argument(
+        "--with-images",
+        action="store_true",
+        help="masks: copy the images too (into OUT/images/; LabelMe: beside its JSON files)",
+    )
     exp.add_argument("--overwrite", action="store_true", help="replace files that exist already")
     exp.set_defaults(func=run_export)
 
@@ -97,9 +103,11 @@ def run_import(args: argparse.Namespace) -> int:
         )
     print(report.summary())
     if report.images_without_mask:
-        print(f"{len(report.images_without_mask)} images had no mask and stay unlabeled, e.g. {report.images_without_mask[0]}")
+        missing = report.images_without_mask
+        print(f"{len(missing)} images had no mask and stay unlabeled, e.g. {missing[0]}")
     if report.masks_without_image:
-        print(f"{len(report.masks_without_image)} masks matched no image and were not used, e.g. {report.masks_without_image[0]}")
+        unused = report.masks_without_image
+        print(f"{len(unused)} masks matched no image and were not used, e.g. {unused[0]}")
     if report.skipped_shapes:
         print(f"{report.skipped_shapes} line/point shapes were skipped (they cover no area)")
     return 0

@@ -124,7 +124,11 @@ def read_coco(path: str | os.PathLike, image_roots: Sequence[Path] = ()) -> Coco
         if cat_id in categories:
             raise UserError(f"category id {cat_id} appears twice", path)
         color = cat.get("color")
-        ok = isinstance(color, list) and len(color) == 3 and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+        ok = (
+            isinstance(color, list)
+            and len(color) == 3
+            and all(isinstance(c, int) and 0 <= c <= 255 for c in color)
+        )
         categories[cat_id] = (name, tuple(color) if ok else None)
 
     images: list[CocoImage] = []
@@ -238,7 +242,9 @@ def _check_segmentation(seg, image: CocoImage, where: str, path: Path):
             text = counts.decode("ascii", "replace") if isinstance(counts, bytes) else counts
             covered, ok = _compressed_run_total(text)
             if not ok or covered != total:
-                raise UserError(f"{where}: compressed RLE is damaged (runs cover {covered} of {total} pixels)", path)
+                raise UserError(
+                    f"{where}: compressed RLE is damaged (runs cover {covered} of {total} pixels)", path
+                )
             return {"size": [image.height, image.width], "counts": text.encode("ascii")}
     raise UserError(f"{where}: segmentation is neither polygons nor RLE", path)
 
@@ -320,7 +326,9 @@ class CocoWriter:
         from pycocotools import mask as mask_utils
 
         height, width = labels.shape
-        self.images.append({"id": int(image_id), "file_name": file_name, "width": int(width), "height": int(height)})
+        self.images.append(
+            {"id": int(image_id), "file_name": file_name, "width": int(width), "height": int(height)}
+        )
         counts = np.bincount(labels.ravel(), minlength=256)
         added = 0
         for k in np.flatnonzero(counts[:UNLABELED]):

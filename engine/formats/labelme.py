@@ -147,7 +147,9 @@ def read_labelme(path: str | os.PathLike, roots: Sequence[Path]) -> LabelmeFile:
         image_path = resolve_inside(image_path_text, path.parent, roots, path, "imagePath")
         if not image_path.is_file():
             if image_data is None:
-                raise UserError(f"image {image_path_text!r} not found next to the file, and no embedded imageData", path)
+                raise UserError(
+                    f"image {image_path_text!r} not found next to the file, and no embedded imageData", path
+                )
             image_path = None
     elif image_data is None:
         raise UserError("field 'imagePath' is empty and there is no embedded 'imageData'", path)

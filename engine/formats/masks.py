@@ -161,7 +161,8 @@ def _raw_from_image(image, path: Path) -> RawMask:
             table = _transparent_palette_indices(image)
             if table is not None:
                 transparent = table[indices]
-        return RawMask(path, MaskKind.PALETTE, indices, transparent, palette, _present_values(indices, transparent))
+        present = _present_values(indices, transparent)
+        return RawMask(path, MaskKind.PALETTE, indices, transparent, palette, present)
     if mode in ("RGB", "RGBA"):
         array = np.asarray(image, np.uint8)
         transparent = array[..., 3] == 0 if mode == "RGBA" else None
@@ -261,7 +262,8 @@ def decode_colour(
             where = f"colour {colour} (first at x={x}, y={y})"
             if not owners:
                 raise UserError(
-                    f"{where} is the colour of no class; give each class its colour before importing colour masks",
+                    f"{where} is the colour of no class; "
+                    "give each class its colour before importing colour masks",
                     path,
                 )
             names = [class_names[k] if class_names else str(k) for k in owners]
