@@ -109,6 +109,9 @@ class ToolOptionsBar(QToolBar):
         self.labels_check.setChecked(visible)
         self.labels_check.blockSignals(False)
 
+    def contrast_shown(self) -> bool:
+        return self._contrast_actions[0].isVisible()
+
     def set_contrast(self, contrast: tuple[float, float] | None, integer: bool = True) -> None:
         """Show the contrast controls with these values, or hide them (8-bit images)."""
         for action in self._contrast_actions:
