@@ -1,0 +1,275 @@
+"""Prediction: sliding-window tiles with overlap and smooth blending, batched, memory bounded
+by the tile size rather than the image size.
+
+How a large image is predicted:
+
+- Tiles. Along each axis the image is covered by ``n`` equal tiles of at most ``tile`` pixels
+  that overlap by at least ``overlap`` pixels, spread evenly (not a fixed stride with a short
+  last tile), each a multiple of the network's padding multiple: so the pixels computed beyond
+  the image's own are as few as the overlap allows. An image no bigger than one tile goes
+  through in one forward pass (the network pads it).
+- Blending. Each tile's softmax probabilities are weighted by a separable window that is 1 in
+  the middle and falls along a raised-cosine (Hann) ramp over the ``overlap`` pixels at each
+  edge; a pixel's probabilities are the weighted mean over the tiles that cover it. A tile's
+  edge, where the network saw padding instead of the real neighbourhood, so counts little, and
+  seams do not show.
+- Strips. Tile rows are processed top to bottom into an accumulator one tile high and as wide
+  as the image; the rows no later tile can reach are finished (argmax, confidence) and the
+  accumulator slides down. Peak memory: the input image, the two outputs, and
+  ``classes x tile x width`` floats, whatever the image height.
+
+Per pixel the result is the class (argmax) and its confidence, the blended maximum softmax
+probability in [0, 1]. The image-level ``uncertainty`` ranks images for labelling next: the mean
+over pixels of ``1 - confidence``, divided by its largest possible value ``1 - 1/K`` so that it
+reads the same for any class count (0: sure everywhere; 1: a uniform guess everywhere). This is
+the "least confidence" criterion of active learning; it is computed from the very confidence map
+the user sees, so the image suggested is the one that looks least sure. A mean (not a maximum or
+a count of unsure pixels) because a large image with one unsure corner should not outrank a
+small image unsure everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+
+from engine.errors import UserError
+from engine.normalization import normalize
+
+DEFAULT_TILE = 1024
+DEFAULT_OVERLAP = 64
+
+
+@dataclass(frozen=True)
+class Prediction:
+    classmap: np.ndarray  # uint8 H x W, class numbers
+    confidence: np.ndarray  # float32 H x W, blended max softmax probability, 0..1
+    uncertainty: float  # mean (1 - confidence) / (1 - 1/K), 0..1
+
+    def confidence_u8(self) -> np.ndarray:
+        """Confidence as 0..255, the way the project stores it."""
+        return np.clip(np.rint(self.confidence * 255.0), 0, 255).astype(np.uint8)
+
+
+class PredictionStopped(Exception):
+    """The stop event was set while an image was being predicted."""
+
+
+def tile_layout(size: int, tile: int, overlap: int, multiple: int = 1) -> tuple[int, list[int]]:
+    """Tile length and start positions covering ``0..size`` (see the module doc).
+
+    Starts are multiples of ``multiple``: a network that pools by 32 sees the same pooling grid
+    in a tile as in the whole image only when the tile starts on that grid. The last tile may
+    reach up to ``multiple - 1`` pixels beyond the image; those are padded like the whole image's.
+    """
+    if size <= tile:
+        return size, [0]
+    tile = max(multiple, tile // multiple * multiple)
+    overlap = min(overlap, tile // 2)
+    n = math.ceil((size - overlap) / (tile - overlap))
+    length = math.ceil((size + (n - 1) * overlap) / n)
+    length = min(tile, math.ceil(length / multiple) * multiple)
+    last = math.ceil((size - length) / multiple) * multiple
+    starts = [round(i * last / (n - 1) / multiple) * multiple for i in range(n)]
+    return length, starts
+
+
+def blend_window(length: int, overlap: int, single: bool) -> np.ndarray:
+    """1 in the middle, a raised-cosine ramp over ``overlap`` pixels at both ends; never 0."""
+    w = np.ones(length, np.float32)
+    ramp = min(overlap, length // 2)
+    if single or ramp <= 0:
+        return w
+    t = (np.arange(ramp, dtype=np.float32) + 0.5) / ramp
+    up = np.sin(0.5 * np.pi * t) ** 2
+    w[:ramp] = up
+    w[length - ramp:] = up[::-1]
+    return w
+
+
+def _resolve_device(device):
+    import torch
+
+    if isinstance(device, torch.device):
+        return device
+    from engine.training.devices import resolve_device
+
+    return resolve_device(device)
+
+
+class Predictor:
+    """A network and what it needs to read images (normalisation, channels): ``predict(image)``."""
+
+    def __init__(self, model, meta: dict[str, Any], device="auto", tile: int | None = None,
+                 overlap: int | None = None, batch_size: int | None = None, amp: bool | None = None):
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        spec = meta["model"]
+        self.model_name = spec.get("name", "")
+        self.num_classes = int(spec["num_classes"])
+        self.in_channels = int(spec.get("in_channels", 3))
+        self.normalization = meta["normalization"]
+        self.classes = list(meta.get("classes", []))
+        self.pad_multiple = int(getattr(self.model, "pad_multiple", 32))
+        self.tile = int(tile or DEFAULT_TILE)
+        self.overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+        if self.tile < 16 or not 0 <= self.overlap < self.tile:
+            raise UserError(f"tile {self.tile} / overlap {self.overlap}: need tile >= 16 and 0 <= overlap < tile")
+        # On the CPU a batch of tiles is no faster than one at a time and costs memory; a GPU
+        # wants several to be busy.
+        self.batch_size = int(batch_size or (1 if self.device.type == "cpu" else 4))
+        self.amp = self.device.type == "cuda" if amp is None else bool(amp)
+
+    @classmethod
+    def from_checkpoint(cls, path, device="auto", tile: int | None = None, overlap: int | None = None,
+                        batch_size: int | None = None) -> "Predictor":
+        """``path`` is a checkpoint file (or an already loaded :class:`Checkpoint`)."""
+        from engine.checkpoint import Checkpoint, load_checkpoint
+
+        ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(path)
+        dev = _resolve_device(device)
+        predictor = cls(ckpt.build_model(dev), ckpt.meta, dev, tile, overlap, batch_size)
+        predictor.checkpoint_path = ckpt.path
+        return predictor
+
+    def _forward(self, batch: np.ndarray):
+        import torch
+
+        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
+        if self.amp and self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.float16):
+                logits = self.model(x)
+        else:
+            logits = self.model(x)
+        return torch.softmax(logits.float(), dim=1)
+
+    def _tile(self, image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
+        tile = normalize(image[y:y + th, x:x + tw], self.normalization, self.in_channels)
+        ph, pw = th - tile.shape[1], tw - tile.shape[2]
+        if ph or pw:  # past the bottom/right edge: pad as the network pads a whole image
+            mode = "reflect" if ph < tile.shape[1] and pw < tile.shape[2] else "edge"
+            tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)), mode=mode)
+        return tile
+
+    def predict(self, image: np.ndarray, stop_event: threading.Event | None = None) -> Prediction:
+        """Class map, confidence and uncertainty of one image (H x W or H x W x C, any dtype)."""
+        import torch
+
+        if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+            raise ValueError(f"an image is H x W or H x W x C with pixels, got shape {image.shape}")
+        h, w = image.shape[:2]
+        k = self.num_classes
+        th, ys = tile_layout(h, self.tile, self.overlap, self.pad_multiple)
+        tw, xs = tile_layout(w, self.tile, self.overlap, self.pad_multiple)
+        dev = self.device
+        wy = torch.from_numpy(blend_window(th, self.overlap, len(ys) == 1)).to(dev)
+        wx = torch.from_numpy(blend_window(tw, self.overlap, len(xs) == 1)).to(dev)
+        window = wy[:, None] * wx[None, :]
+        acc = torch.zeros((k, th, w), dtype=torch.float32, device=dev)
+        wsum = torch.zeros((th, w), dtype=torch.float32, device=dev)
+        classmap = np.empty((h, w), np.uint8)
+        confidence = np.empty((h, w), np.float32)
+        unsure = 0.0
+        with torch.inference_mode():
+            for r, y in enumerate(ys):
+                for i in range(0, len(xs), self.batch_size):
+                    if stop_event is not None and stop_event.is_set():
+                        raise PredictionStopped()
+                    group = xs[i:i + self.batch_size]
+                    batch = np.stack([self._tile(image, y, x, th, tw) for x in group])
+                    probs = self._forward(batch)
+                    for j, x in enumerate(group):
+                        cw = min(tw, w - x)  # the last tile may reach beyond the image
+                        ch = min(th, h - y)
+                        acc[:, :ch, x:x + cw] += probs[j, :, :ch, :cw] * window[:ch, :cw]
+                        wsum[:ch, x:x + cw] += window[:ch, :cw]
+                done = (ys[r + 1] if r + 1 < len(ys) else h) - y
+                blended = acc[:, :done] / wsum[:done]
+                conf, cls = blended.max(dim=0)
+                unsure += float((1.0 - conf).sum(dtype=torch.float64))
+                classmap[y:y + done] = cls.to(torch.uint8).cpu().numpy()
+                confidence[y:y + done] = conf.cpu().numpy()
+                if r + 1 < len(ys):  # slide the strip down past the finished rows
+                    acc[:, :th - done] = acc[:, done:].clone()
+                    acc[:, th - done:] = 0
+                    wsum[:th - done] = wsum[done:].clone()
+                    wsum[th - done:] = 0
+        np.clip(confidence, 0.0, 1.0, out=confidence)
+        worst = 1.0 - 1.0 / k if k > 1 else 1.0
+        uncertainty = min(1.0, max(0.0, unsure / (h * w) / worst))
+        return Prediction(classmap, confidence, uncertainty)
+
+
+# -- a project's images --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PredictProgress:
+    """One image done (or failed to read: ``error``); ``done`` of ``total`` so far."""
+
+    done: int
+    total: int
+    image_id: int
+    uncertainty: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    run: str
+    done: int
+    total: int
+    stopped: bool
+    failed: dict[int, str] = field(default_factory=dict)  # image id -> why it was not predicted
+
+
+def predict_project(project, run: str | None, image_ids: Iterable[int] | None = None,
+                    callback: Callable[[Any], None] | None = None,
+                    stop_event: threading.Event | None = None, device="auto",
+                    tile: int | None = None, overlap: int | None = None,
+                    batch_size: int | None = None) -> PredictResult:
+    """Predict ``image_ids`` (all images when None) with run ``run`` (the last usable run when
+    None) and store each prediction in the project as soon as it is made. Returns early, with
+    ``stopped`` set, when ``stop_event`` is set; the images finished by then keep their
+    prediction. An image that cannot be read is skipped and reported (``PredictProgress.error``)."""
+    from engine.checkpoint import load_checkpoint
+
+    record = project.last_run() if run is None else project.run(run)
+    if record is None:
+        raise UserError("no trained model yet: train first", project.path)
+    if record.checkpoint is None or not Path(record.checkpoint).is_file():
+        raise UserError(f"run {record.name} has no checkpoint (status {record.status})", project.path)
+    ckpt = load_checkpoint(record.checkpoint)
+    if ckpt.num_classes > len(project.classes):
+        raise UserError(f"the model of run {record.name} predicts {ckpt.num_classes} classes but the "
+                        f"project now has {len(project.classes)}: train again", project.path)
+    ids = [r.id for r in project.images()] if image_ids is None else [int(i) for i in image_ids]
+    predictor = Predictor.from_checkpoint(ckpt, device=device, tile=tile, overlap=overlap,
+                                          batch_size=batch_size)
+    failed: dict[int, str] = {}
+    done = 0
+    for image_id in ids:
+        if stop_event is not None and stop_event.is_set():
+            return PredictResult(record.name, done, len(ids), True, failed)
+        try:
+            image = project.read_image(image_id)
+        except UserError as exc:
+            failed[image_id] = str(exc)
+            done += 1
+            if callback:
+                callback(PredictProgress(done, len(ids), image_id, None, str(exc)))
+            continue
+        try:
+            prediction = predictor.predict(image, stop_event)
+        except PredictionStopped:
+            return PredictResult(record.name, done, len(ids), True, failed)
+        project.write_prediction(image_id, prediction.classmap, prediction.confidence_u8(),
+                                 record.name, prediction.uncertainty)
+        done += 1
+        if callback:
+            callback(PredictProgress(done, len(ids), image_id, prediction.uncertainty))
+    return PredictResult(record.name, done, len(ids), False, failed)
