@@ -62,6 +62,23 @@ def fsync_dir(folder: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def replace(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """``os.replace``, retried briefly on Windows, where a reader that has the destination open
+    (a virus scanner, an indexer, another thread of ours) makes the rename fail for a moment."""
+    if os.name != "nt":
+        os.replace(src, dst)
+        return
+    import time
+
+    for delay in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5):  # pragma: no cover - Windows only
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            time.sleep(delay)
+    os.replace(src, dst)  # pragma: no cover
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Context manager giving a binary file; on a clean exit it replaces ``path`` atomically.
@@ -79,7 +96,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

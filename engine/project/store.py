@@ -60,6 +60,7 @@ from engine.atomic import (
     os_error_to_user_error,
     remove_stale_temp_files,
 )
+from engine.atomic import replace as atomic_replace
 from engine.errors import NewerProjectError, UserError
 from engine.palette import default_class_color, palette_for
 from engine.project import schema
@@ -153,6 +154,11 @@ class Project:
         self._lock = lock
         self._mutex = threading.RLock()
         self._classes_cache: list[ClassInfo] | None = None
+        # Held from a journal entry to its removal: file writes and their index updates happen
+        # one at a time, so a file and its row can never come from two different saves (the
+        # window's autosave racing a prediction worker, say), nor a save from the middle of a
+        # class renumbering. The database itself is guarded by _mutex.
+        self._write_lock = threading.RLock()
 
     @property
     def name(self) -> str:
@@ -416,9 +422,13 @@ class Project:
                     "UPDATE images SET prediction_run = NULL, uncertainty = NULL WHERE id = ?", (image_id,)
                 )
         elif kind == "add_images":
+            # The rows are inserted in one transaction: either all exist (nothing to repair) or
+            # none (delete every copy and label made for them).
+            ids = data.get("ids", [])
+            committed = bool(ids) and bool(self._query("SELECT 1 FROM images WHERE id = ?", (ids[0],)))
             known = {row[0] for row in self._query("SELECT file FROM images")}
             for rel in data["files"]:
-                if rel not in known:
+                if not committed and rel not in known:
                     with contextlib.suppress(FileNotFoundError):
                         (self.path / rel).unlink()
         elif kind == "remove_images":
@@ -430,7 +440,7 @@ class Project:
                 staged_path = self.path / staged
                 if data["state"] == "applying":
                     if staged_path.exists():
-                        os.replace(staged_path, self.path / live)
+                        atomic_replace(staged_path, self.path / live)
                 else:
                     with contextlib.suppress(FileNotFoundError):
                         staged_path.unlink()
@@ -558,7 +568,7 @@ class Project:
         """Renumber label and prediction files with ``lut`` and replace the classes (see
         "Crash safety" in the module doc: stage, switch the index, rename)."""
         self._writable()
-        with self._mutex:
+        with self._write_lock:
             labeled = [r[0] for r in self._query("SELECT id FROM images WHERE labeled_pixels > 0")]
             predicted = [
                 r[0] for r in self._query("SELECT id FROM images WHERE prediction_run IS NOT NULL")
@@ -650,43 +660,78 @@ class Project:
         with self._tx() as conn:
             conn.execute("UPDATE images SET done = ? WHERE id = ?", (int(bool(done)), int(image_id)))
 
-    def add_images(self, paths: Iterable[str | os.PathLike]) -> list[ImageRecord]:
+    def add_images(
+        self,
+        paths: Iterable[str | os.PathLike],
+        labels: Sequence[np.ndarray | None] | None = None,
+    ) -> list[ImageRecord]:
         """Copy image files (and the images inside folders, recursively) into the project.
 
         All or nothing: every file is checked first (its header read); a bad one raises
         :class:`UserError` naming it and the project is left as it was. Inside folders only files
         with image suffixes are taken (hidden files skipped); a file named explicitly must be an
-        image.
+        image. The same file given twice is added once.
+
+        ``labels`` (for importers): one label mask or None per path, every path a file (not a
+        folder) and none twice; the masks are saved with the images as one change, so that even
+        a crash leaves either all of them with their labels or none.
         """
         self._writable()
+        paths = list(paths)
+        if labels is not None:
+            labels = list(labels)
+            if len(labels) != len(paths) or any(Path(p).is_dir() for p in paths):
+                raise ValueError("labels need one entry per path, and every path a file")
         files = self._expand(paths)
+        if labels is not None and len(files) != len(paths):
+            seen: set[Path] = set()
+            for p in paths:
+                if Path(p).resolve() in seen:
+                    raise UserError("the same image is given twice", p)
+                seen.add(Path(p).resolve())
         infos = [imageio.read_image_info(f) for f in files]
-        with self._mutex:
+        checked: list[tuple[np.ndarray, int] | None] = [None] * len(files)
+        for n, mask in enumerate(labels or []):
+            if mask is not None:
+                info = infos[n]
+                source = str(files[n].absolute())
+                record = ImageRecord(0, files[n].name, source, info.width, info.height, info.channels, info.dtype)
+                checked[n] = self._check_mask(record, mask, "label")
+        palette = self._palette()
+        with self._write_lock:
             taken = {Path(r[0]).name.casefold() for r in self._query("SELECT file FROM images")}
             targets: list[str] = []
             for src in files:
                 name = self._unique_name(src.name, taken)
                 taken.add(name.casefold())
                 targets.append(f"{IMAGES}/{name}")
-            jid = self._journal("add_images", {"files": targets})
+            # AUTOINCREMENT ids are predictable under the write lock (we are the only writer), so
+            # the label files can be named, journaled and written before the rows exist.
+            seq = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'images'")
+            first = (seq[0][0] if seq else 0) + 1
+            ids = list(range(first, first + len(files)))
+            label_files = [f"{LABELS}/{i}.png" for i, c in zip(ids, checked) if c is not None]
+            jid = self._journal("add_images", {"files": targets + label_files, "ids": ids})
             try:
                 for src, rel in zip(files, targets):
                     atomic_copy(src, self.path / rel)
+                for image_id, item in zip(ids, checked):
+                    if item is not None:
+                        atomic_write_bytes(self._label_path(image_id), encode_png8(item[0], palette))
                 now = _now()
                 with self._tx() as conn:
-                    first = None
-                    for src, rel, info in zip(files, targets, infos):
-                        cur = conn.execute(
-                            "INSERT INTO images (name, file, width, height, channels, dtype, added) "
-                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            (src.name, rel, info.width, info.height, info.channels, info.dtype, now),
-                        )
-                        first = cur.lastrowid if first is None else first
+                    conn.executemany(
+                        "INSERT INTO images (id, name, file, width, height, channels, dtype, "
+                        "labeled_pixels, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (image_id, src.name, rel, info.width, info.height, info.channels, info.dtype,
+                             0 if item is None else item[0].size - item[1], now)
+                            for image_id, src, rel, info, item in zip(ids, files, targets, infos, checked)
+                        ],
+                    )
                     conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
             except BaseException:
-                for rel in targets:
-                    with contextlib.suppress(OSError):
-                        (self.path / rel).unlink()
+                self._repair("add_images", {"files": targets + label_files, "ids": ids})
                 self._drop_journal(jid)
                 raise
             rows = self._query(
@@ -744,7 +789,7 @@ class Project:
             files.append(r.file)
             files.append(f"{LABELS}/{r.id}.png")
             files.extend(f"{PREDICTIONS}/{p.name}" for p in self._prediction_paths(r.id))
-        with self._mutex:
+        with self._write_lock:
             with self._tx() as conn:
                 conn.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
                 cur = conn.execute(
@@ -790,15 +835,16 @@ class Project:
         mask, unlabeled = self._check_mask(record, mask, "label")
         labeled = int(mask.size - unlabeled)
         data = encode_png8(mask, self._palette())
-        jid = self._journal("label", {"id": record.id})
-        try:
-            atomic_write_bytes(self._label_path(record.id), data)
-        except BaseException:
-            self._drop_journal(jid)
-            raise
-        with self._tx() as conn:
-            conn.execute("UPDATE images SET labeled_pixels = ? WHERE id = ?", (labeled, record.id))
-            conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+        with self._write_lock:
+            jid = self._journal("label", {"id": record.id})
+            try:
+                atomic_write_bytes(self._label_path(record.id), data)
+            except BaseException:
+                self._drop_journal(jid)
+                raise
+            with self._tx() as conn:
+                conn.execute("UPDATE images SET labeled_pixels = ? WHERE id = ?", (labeled, record.id))
+                conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
 
     def _check_mask(self, record: ImageRecord, mask: np.ndarray, what: str) -> tuple[np.ndarray, int]:
         """The mask as contiguous uint8 and its number of unlabeled pixels; UserError if it does
@@ -857,29 +903,31 @@ class Project:
         class_data = encode_png8(classmap, self._palette())
         conf_data = encode_png8(np.ascontiguousarray(confidence))
         class_path, conf_path = self._prediction_paths(record.id)
-        jid = self._journal("prediction", {"id": record.id})
-        try:
-            atomic_write_bytes(class_path, class_data)
-            atomic_write_bytes(conf_path, conf_data)
-        except BaseException:
-            # Which of the two files is new is unknown: drop the prediction (the repair).
-            with contextlib.suppress(UserError):
-                self._repair("prediction", {"id": record.id})
-            self._drop_journal(jid)
-            raise
-        with self._tx() as conn:
-            conn.execute(
-                "UPDATE images SET prediction_run = ?, uncertainty = ? WHERE id = ?",
-                (run, None if uncertainty is None else float(uncertainty), record.id),
-            )
-            conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+        with self._write_lock:
+            jid = self._journal("prediction", {"id": record.id})
+            try:
+                atomic_write_bytes(class_path, class_data)
+                atomic_write_bytes(conf_path, conf_data)
+            except BaseException:
+                # Which of the two files is new is unknown: drop the prediction (the repair).
+                with contextlib.suppress(UserError):
+                    self._repair("prediction", {"id": record.id})
+                self._drop_journal(jid)
+                raise
+            with self._tx() as conn:
+                conn.execute(
+                    "UPDATE images SET prediction_run = ?, uncertainty = ? WHERE id = ?",
+                    (run, None if uncertainty is None else float(uncertainty), record.id),
+                )
+                conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
 
     def delete_prediction(self, image_id: int) -> None:
         self._writable()
         record = self.image(image_id)
-        jid = self._journal("prediction", {"id": record.id})
-        self._repair("prediction", {"id": record.id})
-        self._drop_journal(jid)
+        with self._write_lock:
+            jid = self._journal("prediction", {"id": record.id})
+            self._repair("prediction", {"id": record.id})
+            self._drop_journal(jid)
 
     # ---------------------------------------------------------------------------------------
     # training runs

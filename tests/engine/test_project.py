@@ -336,3 +336,25 @@ def test_migration_path_runs_in_order(project, monkeypatch):
         assert "note" in columns
     Project.open(path).close()
     assert steps == [2]  # not run twice
+
+
+def test_add_images_with_labels_in_one_change(tmp_path):
+    src = _write_images(tmp_path / "src", 3)
+    mask = np.full((40, 50), 255, np.uint8)
+    mask[:4] = 1
+    with Project.create(tmp_path / "p", ["bg", "fg"]) as project:
+        wrong = np.zeros((10, 10), np.uint8)
+        with pytest.raises(UserError) as caught:
+            project.add_images(src, labels=[mask, None, wrong])
+        assert str(src[2]) in str(caught.value) and "does not fit" in str(caught.value)
+        assert project.images() == [] and list((project.path / "labels").iterdir()) == []
+        with pytest.raises(UserError, match="twice"):
+            project.add_images([src[0], src[0]], labels=[mask, mask])
+        records = project.add_images(src, labels=[mask, None, np.zeros((40, 50), np.uint8)])
+        assert [r.labeled_pixels for r in records] == [200, 0, 2000]
+        assert np.array_equal(project.read_label(records[0].id), mask)
+        assert not project.label_path(records[1].id).exists()
+        assert [r.id for r in project.labeled_images()] == [records[0].id, records[2].id]
+        project.remove_image(records[2].id)
+        again = project.add_images([src[2]], labels=[mask])[0]
+        assert again.id > records[2].id and project.read_label(again.id)[0, 0] == 1
