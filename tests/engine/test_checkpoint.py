@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from engine.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from engine.errors import UserError
 from engine.models import build_model
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MASKLOOP_TORCH_THREADS", "2")))
 
 
 def _meta(model, classes=("background", "cell", "nucleus"), in_channels=1):

@@ -3,6 +3,7 @@ images, the uncertainty score, and predicting a project's images."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -16,7 +17,7 @@ from engine.inference import (Prediction, PredictionStopped, Predictor, PredictP
                               predict_project, tile_layout)
 from engine.models import build_model
 
-torch.set_num_threads(int(__import__("os").environ.get("MASKLOOP_TORCH_THREADS", "2")))
+torch.set_num_threads(int(os.environ.get("MASKLOOP_TORCH_THREADS", "2")))
 
 
 def _meta(num_classes, channels, mean=128.0, std=50.0):

@@ -3,6 +3,7 @@ sidecar describes the input; bad requests are user errors."""
 
 from __future__ import annotations
 
+import os
 import json
 import sys
 
@@ -15,7 +16,7 @@ from engine.errors import UserError
 from engine.model_export import export_model, sidecar_path
 from engine.models import build_model
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MASKLOOP_TORCH_THREADS", "2")))
 
 
 def _checkpoint(tmp_path, name="unet", channels=1, **options):

@@ -3,6 +3,7 @@ the registry's errors; pretrained weights from the torch.hub cache, from a file,
 
 from __future__ import annotations
 
+import os
 import urllib.error
 
 import pytest
@@ -13,7 +14,7 @@ from engine.models import available_models, build_model, model_defaults, model_p
 from engine.models.layers import adapt_first_conv_weight, bilinear_upsampler
 from engine.models.weights import cached_weights_path
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MASKLOOP_TORCH_THREADS", "2")))
 
 
 def _forward_backward(model, batch, channels, h, w, num_classes):
