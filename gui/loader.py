@@ -32,7 +32,7 @@ THUMB_SIZE = 72
 class LoadedImage:
     image_id: int
     raw: np.ndarray | None  # the pixels as read (native dtype); None when unreadable
-    display: np.ndarray | None  # uint32 H x W 0xffRRGGBB for the canvas
+    display: np.ndarray | None  # for the canvas: uint8 H x W grey, or uint32 H x W 0xffRRGGBB
     labels: np.ndarray | None  # uint8 H x W as on disk (None: read it when needed)
     contrast: tuple[float, float] | None  # (low, high) for images that are not 8-bit
     error: str | None = None
@@ -49,11 +49,22 @@ def rgb32(rgb: np.ndarray) -> np.ndarray:
     return bgra.view(np.uint32).reshape(rgb.shape[0], rgb.shape[1])
 
 
+def is_grey(raw: np.ndarray) -> bool:
+    """Shown as grey (to_display shows the first channel of one or two)."""
+    return raw.ndim == 2 or raw.shape[2] <= 2
+
+
 def display_of(raw: np.ndarray, contrast: tuple[float, float] | None) -> np.ndarray:
-    if raw.dtype == np.uint8:
-        return rgb32(to_display(raw))
+    """What the canvas draws: an 8-bit grey image as it is (no copy: the canvas wraps it as a
+    Grayscale8 QImage), anything else as grey or RGB32 through ``to_display``."""
+    if raw.dtype == np.uint8 and is_grey(raw):
+        grey = raw if raw.ndim == 2 else raw[:, :, 0]
+        return np.ascontiguousarray(grey)
     low, high = contrast if contrast is not None else (None, None)
-    return rgb32(to_display(raw, low, high))
+    rgb = to_display(raw) if raw.dtype == np.uint8 else to_display(raw, low, high)
+    if is_grey(raw):
+        return np.ascontiguousarray(rgb[:, :, 0])
+    return rgb32(rgb)
 
 
 def load_image(project, image_id: int, contrast: tuple[float, float] | None = None,

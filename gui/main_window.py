@@ -100,6 +100,12 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         c = self.canvas
+        # The pointer fields follow the mouse at most ~30 times a second: painting comes first.
+        self._pointer = (-1, -1)
+        self._pointer_timer = QTimer(self)
+        self._pointer_timer.setSingleShot(True)
+        self._pointer_timer.setInterval(33)
+        self._pointer_timer.timeout.connect(self._show_pointer)
         c.pointerMoved.connect(self._pointer_moved)
         c.zoomChanged.connect(self.status.show_zoom)
         c.message.connect(lambda text: self.status_message(text, 6000))
@@ -388,6 +394,12 @@ class MainWindow(QMainWindow):
                         "tries again; free space or fix the folder's permissions.")
 
     def _pointer_moved(self, x: int, y: int) -> None:
+        self._pointer = (x, y)
+        if not self._pointer_timer.isActive():
+            self._pointer_timer.start()
+
+    def _show_pointer(self) -> None:
+        x, y = self._pointer
         loaded, doc = self.loaded, self.document
         names = [] if self.project is None else [c.name for c in self.project.classes]
         self.status.show_pointer(x, y, None if loaded is None else loaded.raw,

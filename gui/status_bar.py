@@ -32,9 +32,12 @@ class StatusFields:
         self.label = QLabel()
         self.zoom = QLabel()
         self.saved = QLabel()
-        for widget, width in ((self.position, 110), (self.value, 130), (self.label, 150),
-                              (self.zoom, 60), (self.saved, 70)):
-            widget.setMinimumWidth(width)
+        height = self.position.fontMetrics().height() + 4
+        for widget, chars in ((self.position, 16), (self.value, 22), (self.label, 22),
+                              (self.zoom, 7), (self.saved, 8)):
+            # Fixed sizes: a text change then repaints the label alone instead of laying out
+            # the status bar again on every mouse move.
+            widget.setFixedSize(widget.fontMetrics().averageCharWidth() * chars + 12, height)
             bar.addPermanentWidget(widget)
         self.position.setToolTip("Pixel under the pointer (x, y)")
         self.value.setToolTip("Its value in the image")

@@ -101,15 +101,25 @@ class _BufferItem(QGraphicsItem):
         painter.drawImage(QRectF(source), self._qimage, QRectF(source))
 
 
+def wrap_grey(array: np.ndarray) -> QImage:
+    h, w = array.shape
+    return QImage(array.data, w, h, array.strides[0], QImage.Format.Format_Grayscale8)
+
+
 class ImageItem(_BufferItem):
-    """The image as shown: a uint32 RGB32 display buffer."""
+    """The image as shown: a uint8 grey or uint32 RGB32 display buffer, wrapped, not copied."""
 
     def __init__(self) -> None:
         super().__init__(smooth_when_small=True)
         self.setZValue(0)
 
-    def set_display(self, rgb32: np.ndarray | None) -> None:
-        self._set_qimage(None if rgb32 is None else wrap_rgb32(rgb32), rgb32)
+    def set_display(self, display: np.ndarray | None) -> None:
+        if display is None:
+            self._set_qimage(None, None)
+        elif display.dtype == np.uint8:
+            self._set_qimage(wrap_grey(display), display)
+        else:
+            self._set_qimage(wrap_rgb32(display), display)
 
 
 class LabelItem(_BufferItem):

@@ -47,7 +47,7 @@ class Canvas(QGraphicsView):
         self.context = context or ToolContext(self)
         self.document: MaskDocument | None = None
         self._raw: np.ndarray | None = None
-        self._display: np.ndarray | None = None  # uint32 H x W, 0xffRRGGBB
+        self._display: np.ndarray | None = None  # uint8 H x W grey or uint32 H x W 0xffRRGGBB
         self._fill_cache: np.ndarray | None = None
         self._colors: list[tuple[int, int, int]] = []
         self._notice = ""
@@ -100,22 +100,23 @@ class Canvas(QGraphicsView):
         self._apply_cursor()
 
     # ------------------------------------------------------------ content
-    def set_content(self, display_rgb32: np.ndarray | None, raw: np.ndarray | None,
+    def set_content(self, display: np.ndarray | None, raw: np.ndarray | None,
                     document: MaskDocument | None, keep_view: bool = False) -> None:
-        """Show an image (its display buffer and raw values) with its label document."""
+        """Show an image with its label document. ``display``: what to draw, uint8 H x W grey
+        or uint32 H x W 0xffRRGGBB (see gui.loader.display_of); ``raw``: the pixel values."""
         self.tool.deactivate()
         if self.document is not None:
             self.document.remove_listener(self._document_changed)
         old_size = None if self._display is None else self._display.shape
-        self._display, self._raw, self._fill_cache = display_rgb32, raw, None
+        self._display, self._raw, self._fill_cache = display, raw, None
         self.document = document
-        self.image_item.set_display(display_rgb32)
+        self.image_item.set_display(display)
         self.label_item.set_labels(None if document is None else document.labels)
         self.prediction_item.set_array(None)
         self.confidence_item.set_array(None)
         if document is not None:
             document.add_listener(self._document_changed)
-        shape = None if display_rgb32 is None else display_rgb32.shape
+        shape = None if display is None else display.shape
         if shape is not None:
             h, w = shape
             m = max(w, h)
@@ -125,10 +126,10 @@ class Canvas(QGraphicsView):
         self.tool.activate()
         self.viewport().update()
 
-    def set_display(self, display_rgb32: np.ndarray) -> None:
+    def set_display(self, display: np.ndarray) -> None:
         """New contrast for the same image."""
-        self._display, self._fill_cache = display_rgb32, None
-        self.image_item.set_display(display_rgb32)
+        self._display, self._fill_cache = display, None
+        self.image_item.set_display(display)
 
     def set_notice(self, text: str) -> None:
         """A line shown in the middle of the canvas (an image that cannot be read)."""
@@ -201,16 +202,19 @@ class Canvas(QGraphicsView):
             return raw
         if display is None:
             return None
+        if display.dtype == np.uint8:
+            return display
         if self._fill_cache is None:
             bgra = display.view(np.uint8).reshape(display.shape[0], display.shape[1], 4)
-            grey = raw is not None and (raw.ndim == 2 or raw.shape[2] <= 2)
-            self._fill_cache = np.ascontiguousarray(bgra[:, :, 0] if grey else bgra[:, :, 2::-1])
+            self._fill_cache = np.ascontiguousarray(bgra[:, :, 2::-1])
         return self._fill_cache
 
     def display_crop(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray | None:
-        """The shown image (uint8 RGB) inside a rectangle."""
+        """The shown image (uint8 RGB, or grey) inside a rectangle."""
         if self._display is None:
             return None
+        if self._display.dtype == np.uint8:
+            return self._display[y0:y1, x0:x1].copy()
         bgra = self._display.view(np.uint8).reshape(*self._display.shape, 4)
         return cv2.cvtColor(bgra[y0:y1, x0:x1], cv2.COLOR_BGRA2RGB)
 

@@ -200,7 +200,8 @@ def test_16_bit_image_with_adjustable_contrast(qtbot, bare_window, dialogs, tmp_
     assert not np.array_equal(before, after)
     assert (after[10:, :] == after[-1, -1]).all()  # everything past 1000 is white
     bare_window.canvas.pointerMoved.emit(3, 2)
-    assert bare_window.status.value.text() == f"value {ramp[2, 3]}"
+    qtbot.waitUntil(lambda: bare_window.status.value.text() == f"value {ramp[2, 3]}", timeout=1000)
+    assert bare_window.status.position.text() == "x 3, y 2"
     bare_window.go_to_image(bare_window.current_image_id())
     assert bare_window.tool_options.contrast_shown()
 
