@@ -86,7 +86,9 @@ _CHUNK_BYTES = 1 << 21  # below 2 MB per thread, threads cost more than they sav
 
 
 def _workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    # Half the cores, at most 4: on a 2-core laptop (or while training runs on the CPU) the
+    # threads would only take turns, which measured slower than one band.
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 def _deflate(array: np.ndarray, level: int) -> bytes:
