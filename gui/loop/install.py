@@ -139,7 +139,9 @@ def install_loop(window) -> Loop:
 
     training.runningChanged.connect(running_changed)
     training.trainingFinished.connect(models.training_finished)
-    models.activeChanged.connect(lambda run, ckpt: _active_changed(predictions, run, ckpt))
+    models.activeChanged.connect(predictions.set_active)
+    # A new active model (chosen, or just trained): show what it makes of the current image.
+    models.activated.connect(lambda _run: predictions.predict_current())
     training.checkpointSaved.connect(
         lambda path: predictions.predict_current(path, None, store=False)
         if prediction_panel.after_epoch_check.isChecked() else None)
@@ -159,11 +161,3 @@ def install_loop(window) -> Loop:
     project_changed(window.project)
     return loop
 
-
-def _active_changed(predictions: PredictionController, run, checkpoint) -> None:
-    had = predictions.active_checkpoint
-    predictions.set_active(run, checkpoint)
-    # A different model than the one set before: show what it thinks of the current image.
-    # (At start-up, with nothing set before, the stored predictions are shown as they are.)
-    if had is not None and checkpoint is not None and had != predictions.active_checkpoint:
-        predictions.predict_current()

@@ -43,7 +43,7 @@ def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.nd
         import torch
 
         from engine.imageio import read_image
-        from engine.inference import Predictor
+        from engine.inference import PredictionStopped, Predictor
         from engine.metrics import confusion_matrix, metrics_from_confusion
 
         torch.set_num_threads(training_threads())
@@ -59,7 +59,10 @@ def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.nd
                     return results
                 if path not in images:
                     images[path] = read_image(path)
-                pred = predictor.predict(images[path]).classmap
+                try:
+                    pred = predictor.predict(images[path], stop).classmap
+                except PredictionStopped:
+                    return results
                 cm += confusion_matrix(pred, label, k)
                 done += 1
                 emit((done, total))
@@ -73,6 +76,7 @@ class ModelController(QObject):
     """Signal ``activeChanged(run, checkpoint)``: the model predictions now come from."""
 
     activeChanged = Signal(object, object)
+    activated = Signal(str)  # the user (or a finished training) chose a run to predict with
     comparisonShown = Signal(dict)
 
     def __init__(self, window, panel: ModelPanel):
@@ -117,6 +121,7 @@ class ModelController(QObject):
             project.set_setting(ACTIVE_KEY, run)
         self.refresh()
         self.window.status_message(f"Predictions now come from {run}.")
+        self.activated.emit(run)
 
     def training_finished(self, result) -> None:
         """A new run is the natural model to predict with: make it active."""

@@ -34,10 +34,13 @@ def _predict_one(checkpoint: Path, image_path: Path):
         from engine.inference import Predictor
 
         torch.set_num_threads(training_threads())
+        from engine.inference import PredictionStopped
+
         image = read_image(image_path)
-        if stop.is_set():
+        try:
+            return Predictor.from_checkpoint(checkpoint).predict(image, stop)
+        except PredictionStopped:
             return None
-        return Predictor.from_checkpoint(checkpoint).predict(image)
 
     return job
 
@@ -207,18 +210,24 @@ class PredictionController(QObject):
         self._all_done = int(done)
         self.panel.set_progress(self._all_done, int(total))
         image_id = getattr(event, "image_id", None)
-        if image_id is not None:
+        if getattr(event, "error", None):
+            self.window.status_message(f"Not predicted: {event.error}", 8000)
+        elif image_id is not None:
             self.window.image_panel.refresh([image_id])
             if image_id == self.window.current_image_id():
                 self.image_changed(image_id)
 
-    def _all_finished(self, _result) -> None:
-        stopped = self.all_worker is not None and self.all_worker.cancelled
+    def _all_finished(self, result) -> None:
         self.window.image_panel.refresh()
         self.image_changed()
-        self.window.status_message(
-            f"Prediction stopped after {self._all_done} of {self._all_total} image(s)." if stopped
-            else f"Predicted {self._all_total} image(s). Label next (N) goes to the least certain.")
+        failed = len(getattr(result, "failed", {}) or {})
+        not_read = f" {failed} image(s) could not be read." if failed else ""
+        if getattr(result, "stopped", False):
+            text = f"Prediction stopped after {result.done} of {result.total} image(s)."
+        else:
+            text = (f"Predicted {self._all_total - failed} image(s).{not_read} "
+                    "Label next (N) goes to the least certain one.")
+        self.window.status_message(text, 10_000)
 
     def _all_failed(self, message: str, log: str) -> None:
         self.window.image_panel.refresh()

@@ -75,7 +75,12 @@ class TrainingController(QObject):
     # -- state -----------------------------------------------------------------------------------
 
     def is_running(self) -> bool:
+        """A training thread exists (including the moment after its result came in)."""
         return self.worker is not None and self.worker.is_running()
+
+    def is_training(self) -> bool:
+        """The engine is still training: there is something to stop."""
+        return self.is_running() and not self.worker.completed
 
     def project_changed(self, project) -> None:
         """A project was opened or closed: forget the old one's run, offer the new one's."""
@@ -120,7 +125,7 @@ class TrainingController(QObject):
 
     def toggle(self) -> None:
         """Ctrl+T: train, or stop the training that runs."""
-        if self.is_running():
+        if self.is_training():
             self.stop()
         else:
             self.start()
@@ -161,7 +166,7 @@ class TrainingController(QObject):
         return True
 
     def stop(self) -> None:
-        if self.is_running() and not self._stopping:
+        if self.is_training() and not self._stopping:
             self._stopping = True
             self.worker.cancel()
             self.panel.status_label.setText("Stopping… the last checkpoint is kept.")
@@ -169,7 +174,8 @@ class TrainingController(QObject):
 
     def confirm_close(self) -> bool:
         """Close guard: ask before closing over a training; on yes, stop it and wait."""
-        if not self.is_running():
+        if not self.is_training():
+            self.shutdown()  # at most a thread winding down, or a device probe
             return True
         if not self.ask_stop_and_quit():
             return False
@@ -177,12 +183,11 @@ class TrainingController(QObject):
         return True
 
     def ask_stop_and_quit(self) -> bool:
-        answer = QMessageBox.question(
-            self.window, "Training is running",
-            "Training is running. Stop it and quit?\n\nThe last checkpoint is kept.",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.No)
-        return answer == QMessageBox.StandardButton.Yes
+        from gui import dialogs  # looked up at call time: tests answer for the user
+
+        return dialogs.confirm(self.window, "Training is running",
+                               "Training is running. Stop it and quit?\n\n"
+                               "The last checkpoint is kept.")
 
     def shutdown(self, msecs: int = 15_000) -> None:
         """Stop every job of this controller and wait for their threads (window closing)."""

@@ -136,6 +136,8 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(self.chart, 3)
         layout.addWidget(self.log, 2)
+        self._user_init: str | None = None  # what the user picked by hand, kept across models
+        self.init_combo.activated.connect(lambda _i: setattr(self, "_user_init", self.init_combo.currentData()))
         self.model_combo.currentIndexChanged.connect(self._refresh_init)
         self._refresh_init()
 
@@ -183,16 +185,23 @@ class TrainingPanel(QWidget):
             self.model_combo.setCurrentIndex(index)
 
     def _refresh_init(self, *_args, prefer_last: bool = False) -> None:
-        current = self.init_combo.currentData()
         model = self.model_combo.currentData()
         self.init_combo.blockSignals(True)
         self.init_combo.clear()
         last = self._last_runs.get(model)
         if last is not None:
-            self.init_combo.addItem(f"{INIT_LABELS['last']} ({last[0]})", "last")
+            self.init_combo.addItem(INIT_LABELS["last"], "last")
+            self.init_combo.setItemData(0, f"Fine-tune run {last[0]}", Qt.ItemDataRole.ToolTipRole)
         self.init_combo.addItem(PRETRAINED_LABELS.get(model, INIT_LABELS["pretrained"]), "pretrained")
         self.init_combo.addItem(INIT_LABELS["scratch"], "scratch")
-        wanted = "last" if (last is not None and (prefer_last or current in (None, "last"))) else current
+        if last is not None and (prefer_last or self._user_init in (None, "last")):
+            wanted = "last"
+        elif self._user_init in ("pretrained", "scratch") and not prefer_last:
+            wanted = self._user_init
+        else:
+            # Nothing to continue from: VGG16-based FCNs learn poorly from random weights, while
+            # the plain light U-Net is made to train from scratch (it has no ImageNet weights).
+            wanted = "scratch" if model == "unet" else "pretrained"
         index = self.init_combo.findData(wanted)
         self.init_combo.setCurrentIndex(index if index >= 0 else 0)
         self.init_combo.blockSignals(False)

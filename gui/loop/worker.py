@@ -88,6 +88,7 @@ class Worker(QObject):
         self._runner = _Runner(job, self._stop)
         self._thread: QThread | None = None
         self._running = False
+        self._completed = False
         self.result: Any = None
 
     @property
@@ -106,7 +107,7 @@ class Worker(QObject):
         runner.started.connect(self.started)
         runner.event.connect(self.event)
         runner.finished.connect(self._finished)
-        runner.failed.connect(self.failed)
+        runner.failed.connect(self._failed)
         thread.started.connect(runner.run)
         thread.finished.connect(self._thread_ended)
         self._running = True
@@ -123,8 +124,14 @@ class Worker(QObject):
         return self._stop.is_set()
 
     def is_running(self) -> bool:
-        """True from :meth:`start` until the thread has ended (just before ``done``)."""
-        return self._running
+        """True from :meth:`start` until the thread has ended (``done`` follows, queued)."""
+        return self._running and self._thread is not None and not self._thread.isFinished()
+
+    @property
+    def completed(self) -> bool:
+        """The job has returned or raised (``finished`` or ``failed`` was emitted); its thread
+        may still be winding down for a moment."""
+        return self._completed
 
     def wait(self, msecs: int = 10_000) -> bool:
         """Block until the job's thread has ended (on close, after :meth:`cancel`)."""
@@ -135,7 +142,13 @@ class Worker(QObject):
     @Slot(object)
     def _finished(self, result: object) -> None:
         self.result = result
+        self._completed = True
         self.finished.emit(result)
+
+    @Slot(str, str)
+    def _failed(self, message: str, log: str) -> None:
+        self._completed = True
+        self.failed.emit(message, log)
 
     @Slot()
     def _thread_ended(self) -> None:

@@ -1,143 +1,127 @@
-"""Fixtures shared by the loop's GUI tests (imported by each tests/gui/test_loop*.py).
+"""Fixtures of the loop's window tests (imported by tests/gui/test_loop*.py).
 
-``no_thread_left`` fails any test that leaves a QThread running, as napari's does: a thread
-still running at exit means a job nobody stopped, which on close would crash the program.
+The window is E's real MainWindow with the loop installed, on a copy of the built-in sample
+project (20 RGB images of 256 x 256: 4 fully labeled, 5 with strokes, 11 unlabeled). Trainings
+are short (a few seconds of a light U-Net on 128-pixel crops), so the tests check the loop's
+wiring on real training, not how good the model gets. tests/gui/conftest.py already fails any
+test that leaves a QThread or a Python thread running.
 """
 
 from __future__ import annotations
 
-import weakref
+import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
-from PySide6.QtCore import QThread
+
+# Small enough for CI's 2 cores, big enough that every code path runs (several steps, an
+# epoch end with validation, both checkpoints).
+QUICK = {"crop": 128, "batch_size": 4}
 
 
-@pytest.fixture(autouse=True)
-def no_thread_left(monkeypatch, qapp):
-    started: list[weakref.ref] = []
-    original = QThread.start
+class Dialogs:
+    """Answers the window's dialogs: records errors, fails on a question nobody expected."""
 
-    def start(self, *args):
-        started.append(weakref.ref(self))
-        return original(self, *args)
+    def __init__(self, monkeypatch):
+        import gui.dialogs as d
 
-    monkeypatch.setattr(QThread, "start", start)
-    yield
-    running = [t for t in (ref() for ref in started) if t is not None and t.isRunning()]
-    names = [t.objectName() or repr(t) for t in running]
-    for thread in running:  # do not let one bad test bring the next ones down
-        thread.quit()
-        thread.wait(5000)
-    assert not running, f"test left QThread(s) running: {names}"
-
-
-# -- a stand-in for E's main window ---------------------------------------------------------------
-
-import numpy as np  # noqa: E402
-from PySide6.QtCore import Signal  # noqa: E402
-from PySide6.QtWidgets import QLabel, QMainWindow, QMenu, QToolBar, QWidget  # noqa: E402
-
-
-class StubCanvas(QWidget):
-    """The canvas's prediction API, recording what it was given."""
-
-    ctrlClicked = Signal(int, int)
-
-    def __init__(self):
-        super().__init__()
-        self.classmap = None
-        self.confidence = None
-        self.prediction_visible = True
-        self.opacity = None
-        self.confidence_visible = False
-
-    def set_prediction(self, classmap, confidence):
-        self.classmap, self.confidence = classmap, confidence
-
-    def set_prediction_visible(self, visible):
-        self.prediction_visible = visible
-
-    def set_prediction_opacity(self, opacity):
-        self.opacity = opacity
-
-    def set_confidence_visible(self, visible):
-        self.confidence_visible = visible
-
-
-class StubImagePanel:
-    def __init__(self):
-        self.refreshed = []
-        self.sort = "import"
-
-    def refresh(self, image_ids=None):
-        self.refreshed.append(image_ids)
-
-    def set_sort(self, key):
-        self.sort = key
-
-
-class StubWindow(QMainWindow):
-    """The window API of ARCHITECTURE.md / window_api, with a real project and MaskDocument."""
-
-    projectChanged = Signal(object)
-    currentImageChanged = Signal(int)
-
-    def __init__(self, project=None):
-        super().__init__()
-        from engine.mask_document import MaskDocument
-
-        self._MaskDocument = MaskDocument
-        self.project = None
-        self.canvas = StubCanvas()
-        self.setCentralWidget(QLabel("canvas"))
-        self.image_panel = StubImagePanel()
-        self.toolbar = QToolBar("Main")
-        self.addToolBar(self.toolbar)
-        self.close_guards = []
         self.errors: list[tuple[str, str, str | None]] = []
-        self.messages: list[str] = []
-        self._menus: dict[str, QMenu] = {}
-        self.document = None
-        self._current = None
-        if project is not None:
-            self.open_project(project)
+        self.confirm_answers: list[bool] = []
+        self.questions: list[str] = []
+        monkeypatch.setattr(d, "show_error", lambda parent, title, text, details=None:
+                            self.errors.append((title, text, details)))
+        monkeypatch.setattr(d, "confirm", self._confirm)
 
-    def open_project(self, project):
-        self.project = project
-        images = project.images() if project else []
-        self._current = None
-        self.document = None
-        self.projectChanged.emit(project)
-        if images:
-            self.go_to_image(images[0].id)
+    def _confirm(self, parent, title, text):
+        self.questions.append(text)
+        if not self.confirm_answers:
+            raise AssertionError(f"unexpected question: {text}")
+        return self.confirm_answers.pop(0)
 
-    def current_image_id(self):
-        return self._current
 
-    def go_to_image(self, image_id):
-        self.flush_labels()
-        self._current = image_id
-        self.document = self._MaskDocument(self.project.read_label(image_id))
-        self.currentImageChanged.emit(image_id)
+@pytest.fixture
+def dialogs(monkeypatch) -> Dialogs:
+    return Dialogs(monkeypatch)
 
-    def flush_labels(self):
-        if self.document is not None and self.document.modified:
-            self.project.write_label(self._current, self.document.labels.copy())
-            self.document.mark_saved()
 
-    def menu(self, name):
-        if name not in self._menus:
-            self._menus[name] = self.menuBar().addMenu(name)
-        return self._menus[name]
+@pytest.fixture(scope="session")
+def sample_template(tmp_path_factory) -> Path:
+    """The sample project, written once per session; tests work on copies."""
+    from engine.project.sample import write_sample
 
-    def status_message(self, text, msecs=5000):
-        self.messages.append(text)
+    path = tmp_path_factory.mktemp("loop-template") / "sample"
+    write_sample(path).close()
+    return path
 
-    def show_error(self, title, text, details=None):
-        self.errors.append((title, text, details))
 
-    def closeEvent(self, event):  # noqa: N802
-        if not all(guard() for guard in self.close_guards):
-            event.ignore()
-            return
-        event.accept()
+@pytest.fixture(scope="session")
+def trained_template(tmp_path_factory, sample_template) -> Path:
+    """The sample with one short U-Net run (no predictions stored yet)."""
+    from engine.project import Project
+    from engine.training import TrainConfig, train_project
+
+    path = tmp_path_factory.mktemp("loop-trained") / "sample"
+    shutil.copytree(sample_template, path)
+    with Project.open(path) as project:
+        train_project(project, TrainConfig(model="unet", init="scratch", epochs=1, **QUICK,
+                                           num_threads=1))
+    return path
+
+
+def copy_project(template: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "project"
+    shutil.copytree(template, dest)
+    return dest
+
+
+def open_window(qtbot, path: Path):
+    from engine.project import Project
+    from gui.main_window import MainWindow
+
+    window = MainWindow(autosave_ms=200)
+    qtbot.addWidget(window)
+    window.resize(1280, 820)
+    window.show()
+    qtbot.waitExposed(window)
+    # Window shortcuts (Ctrl+T, N, Enter...) fire only in the active window; offscreen, a
+    # shown window is not activated by itself.
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    assert window.set_project(Project.open(path))
+    return window
+
+
+def close_window(qtbot, window) -> None:
+    loop = window.loop
+    window.close()
+    qtbot.waitUntil(lambda: not any(w is not None and w.is_running() for w in running_workers(loop)),
+                    timeout=15_000)
+
+
+def running_workers(loop) -> list:
+    return [loop.training.worker, loop.training._probe, loop.predictions.one_worker,
+            loop.predictions.all_worker, loop.models.compare_worker, loop.models.export_worker]
+
+
+def quick_training(loop, minutes: float | None = None, epochs: int | None = 1) -> None:
+    """Set the Training panel as a user would for a short run."""
+    panel = loop.training_panel
+    unit = "minutes" if minutes else "epochs"
+    panel.budget_unit.setCurrentIndex(panel.budget_unit.findData(unit))
+    panel.budget_spin.setValue(1 if minutes else int(epochs))
+    panel.crop_spin.setValue(QUICK["crop"])
+    panel.batch_spin.setValue(QUICK["batch_size"])
+
+
+def read_label_file(project_path: Path, image_id: int) -> np.ndarray:
+    """The label PNG as it is on disk, read without the store."""
+    from PIL import Image
+
+    with Image.open(project_path / "labels" / f"{image_id}.png") as im:
+        return np.array(im)
+
+
+def shown_classmap(window) -> np.ndarray | None:
+    """The class map the canvas's prediction layer draws (None when it draws none)."""
+    return window.canvas.prediction_item._buffer  # the wrapped array the QImage points into

@@ -10,7 +10,6 @@ from PySide6.QtCore import QThread
 
 from engine.errors import UserError
 from gui.loop.worker import Worker, training_threads
-from loop_support import no_thread_left  # noqa: F401  (autouse fixture)
 
 
 def test_events_are_delivered_in_the_gui_thread_in_order(qtbot):

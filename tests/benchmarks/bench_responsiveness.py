@@ -1,0 +1,213 @@
+"""Does the window stay responsive while a model trains? ``python tests/benchmarks/bench_responsiveness.py``
+
+A 5 ms QTimer runs in the GUI thread while a real training (the built-in sample project, CPU,
+U-Net) runs in the loop's Worker thread; every gap between two timer ticks beyond the 5 ms is
+time the user would have waited for a repaint or a brush stroke. Reported: p50, p99 and the
+largest gap, and the training speed, for
+
+- idle:                      no training (what the event loop does on its own);
+- plain torch, all cores:    the naive baseline, a bare PyTorch loop (same network, same crops
+                             and batch) in a Python thread with torch's default thread count;
+- worker, cores-1 threads:   Maskloop's choice (TrainConfig.num_threads = cores - 1);
+- worker, all cores:         the same worker with every core given to torch.
+
+Targets (issue 5): p99 under 30 ms and the largest gap under 100 ms on a 2-core CPU machine.
+Options: ``--seconds S`` per case (default 20), ``--cases a,b,...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The environment variable would override the thread count under test.
+os.environ.pop("MASKLOOP_TORCH_THREADS", None)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import numpy as np  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+CROP, BATCH = 128, 4
+TICK_MS = 5
+
+
+class GapRecorder:
+    """A 5 ms timer in the GUI thread; records the time between consecutive ticks."""
+
+    def __init__(self):
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self._tick)
+        self.gaps: list[float] = []
+        self._last = None
+
+    def _tick(self) -> None:
+        now = self.clock.nsecsElapsed() / 1e6
+        if self._last is not None:
+            self.gaps.append(now - self._last)
+        self._last = now
+
+    def start(self) -> None:
+        self.gaps, self._last = [], None
+        self.clock.start()
+        self.timer.start()
+
+    def stop(self) -> np.ndarray:
+        self.timer.stop()
+        return np.array(self.gaps or [0.0])
+
+
+def run_events_for(seconds: float, until=None) -> None:
+    """Run a real Qt event loop (as the window's) for ``seconds`` or until ``until()``."""
+    loop = QEventLoop()
+    QTimer.singleShot(int(seconds * 1000), loop.quit)
+    poll = QTimer()
+    if until is not None:
+        poll.timeout.connect(lambda: loop.quit() if until() else None)
+        poll.start(20)
+    loop.exec()
+    poll.stop()
+
+
+def case_idle(seconds: float, project) -> dict:
+    rec = GapRecorder()
+    rec.start()
+    run_events_for(seconds)
+    return {"gaps": rec.stop(), "speed": None}
+
+
+def case_plain_torch(seconds: float, project) -> dict:
+    """The naive baseline: a bare PyTorch loop in a thread, torch's default thread count."""
+    import torch
+
+    from engine.models import build_model
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    labeled = project.labeled_images()
+    images = [project.read_image(r.id).astype(np.float32) / 255.0 for r in labeled]
+    labels = [project.read_label(r.id).astype(np.int64) for r in labeled]
+    model = build_model("unet", len(project.classes), 3)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=255)
+    stop = threading.Event()
+    steps = [0]
+    rng = np.random.default_rng(0)
+
+    def loop():
+        while not stop.is_set():
+            xs, ys = [], []
+            for _ in range(BATCH):
+                i = int(rng.integers(len(images)))
+                h, w = labels[i].shape
+                y0, x0 = int(rng.integers(h - CROP + 1)), int(rng.integers(w - CROP + 1))
+                xs.append(images[i][y0:y0 + CROP, x0:x0 + CROP].transpose(2, 0, 1))
+                ys.append(labels[i][y0:y0 + CROP, x0:x0 + CROP])
+            x, y = torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            opt.step()
+            steps[0] += 1
+
+    thread = threading.Thread(target=loop)
+    rec = GapRecorder()
+    t0 = time.monotonic()
+    thread.start()
+    rec.start()
+    run_events_for(seconds)
+    gaps = rec.stop()
+    stop.set()
+    thread.join()
+    return {"gaps": gaps, "speed": steps[0] * BATCH / (time.monotonic() - t0)}
+
+
+def case_worker(seconds: float, project, threads: int) -> dict:
+    from engine.training.events import StepDone
+    from gui.loop.worker import Worker
+
+    config = dict(model="unet", init="scratch", minutes=seconds / 60.0, crop=CROP,
+                  batch_size=BATCH, num_threads=threads, device="cpu")
+    speeds: list[float] = []
+
+    def job(emit, stop):
+        from engine.training import TrainConfig, train_project
+
+        return train_project(project, TrainConfig(**config), callback=emit, stop_event=stop)
+
+    worker = Worker(job, "bench-training")
+    worker.event.connect(lambda e: speeds.append(e.images_per_s) if isinstance(e, StepDone) else None)
+    errors: list[str] = []
+    worker.failed.connect(lambda m, log: errors.append(m + "\n" + log))
+    # Import torch and build the model before timing: start-up is not what is measured.
+    warm = Worker(lambda emit, stop: __import__("engine.models"), "warm-up").start()
+    run_events_for(60, until=lambda: not warm.is_running())
+    rec = GapRecorder()
+    worker.start()
+    run_events_for(120, until=lambda: bool(speeds) or not worker.is_running())
+    rec.start()
+    run_events_for(seconds, until=lambda: not worker.is_running())
+    gaps = rec.stop()
+    worker.cancel()
+    run_events_for(30, until=lambda: not worker.is_running())
+    if errors:
+        raise RuntimeError(errors[0])
+    return {"gaps": gaps, "speed": float(np.median(speeds[len(speeds) // 2:])) if speeds else None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--cases", default="idle,plain,worker-1,worker-all")
+    args = parser.parse_args(argv)
+
+    app = QApplication.instance() or QApplication([])  # noqa: F841 - the GUI event loop
+    from engine.project.sample import write_sample
+
+    cores = os.cpu_count() or 1
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        project = write_sample(Path(tmp) / "sample")
+        try:
+            for case in args.cases.split(","):
+                if case == "idle":
+                    label, result = "idle (no training)", case_idle(args.seconds, project)
+                elif case == "plain":
+                    label, result = f"plain torch thread, {cores} threads", case_plain_torch(args.seconds, project)
+                elif case == "worker-1":
+                    n = max(1, cores - 1)
+                    label, result = f"worker, {n} thread(s) = cores-1", case_worker(args.seconds, project, n)
+                elif case == "worker-all":
+                    label, result = f"worker, {cores} threads = all", case_worker(args.seconds, project, cores)
+                else:
+                    parser.error(f"unknown case {case!r}")
+                rows.append((label, result))
+                print(f"... {label}: done", file=sys.stderr, flush=True)
+        finally:
+            project.close()
+
+    print(f"\nGUI event-loop gaps during CPU training ({cores} cores, {TICK_MS} ms timer, "
+          f"{args.seconds:.0f} s per case, U-Net, crop {CROP}, batch {BATCH})\n")
+    print(f"| case | ticks | p50 gap ms | p99 gap ms | max gap ms | train images/s |")
+    print(f"|---|---:|---:|---:|---:|---:|")
+    base_speed = next((r["speed"] for label, r in rows if label.startswith("plain")), None)
+    for label, r in rows:
+        g = r["gaps"]
+        speed = "–" if r["speed"] is None else f"{r['speed']:.1f}"
+        if r["speed"] is not None and base_speed:
+            speed += f" ({r['speed'] / base_speed:.2f}x plain)"
+        print(f"| {label} | {len(g)} | {np.percentile(g, 50):.1f} | {np.percentile(g, 99):.1f} | "
+              f"{g.max():.1f} | {speed} |")
+    print("\nTargets: p99 < 30 ms, max < 100 ms.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
