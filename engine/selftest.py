@@ -3,8 +3,8 @@
 Meant for an installed or frozen program, where a module or data file that PyInstaller missed
 only shows when the code that needs it runs. So the self-test runs every part once: it writes
 the sample project into a temporary folder, builds every registered model and runs it, trains
-a few steps on the CPU, predicts, exports ONNX (and runs the export with onnxruntime where it is
-installed), and builds the main window offscreen. No display is needed (``QT_QPA_PLATFORM`` is
+a few steps on the CPU, predicts, exports TorchScript and ONNX and runs both (ONNX with
+onnxruntime, where installed), and opens the sample in the main window, offscreen. No display is needed (``QT_QPA_PLATFORM`` is
 set to ``offscreen`` unless already set; set it to ``xcb`` to check the real platform plugin).
 
 It prints one line and exits 0 when all is well::
@@ -146,62 +146,98 @@ def _predict(ctx: _Context) -> str:
     return f"predicted {len(unlabeled)} images"
 
 
-def _export_onnx(ctx: _Context) -> str:
+def _export(ctx: _Context) -> str:
+    """ONNX (run with onnxruntime where installed) and TorchScript, both checked against the
+    checkpoint's own output. TorchScript compiles the model's source code, which a frozen
+    build has only if build.spec collected it."""
     import numpy as np
     import torch
 
     from engine.checkpoint import load_checkpoint
     from engine.model_export import export_model
 
-    out = ctx.folder / "export" / "model.onnx"
-    out.parent.mkdir()
-    export_model(ctx.checkpoint, "onnx", out)
-    if not out.is_file() or out.stat().st_size == 0:
-        raise SelfTestError(f"ONNX export wrote nothing at {out}")
+    out = ctx.folder / "export"
+    out.mkdir()
+    checkpoint = load_checkpoint(ctx.checkpoint)
+    x = np.random.default_rng(0).random((1, checkpoint.in_channels, PROBE_SIZE, PROBE_SIZE),
+                                        dtype=np.float32)
+    model = checkpoint.build_model("cpu").eval()
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy()
+
+    def compare(fmt: str, got: np.ndarray) -> None:
+        if got.shape != want.shape:
+            raise SelfTestError(f"{fmt} model gave shape {got.shape}, torch {want.shape}")
+        diff = float(np.abs(got - want).max())
+        if not diff < 1e-3:
+            raise SelfTestError(f"{fmt} and torch outputs differ by {diff:.3g}")
+
+    scripted_path = export_model(ctx.checkpoint, "torchscript", out / "model.pt")
+    scripted = torch.jit.load(str(scripted_path), map_location="cpu")
+    with torch.inference_mode():
+        compare("TorchScript", scripted(torch.from_numpy(x)).numpy())
+
+    onnx_path = export_model(ctx.checkpoint, "onnx", out / "model.onnx")
+    if not onnx_path.is_file() or onnx_path.stat().st_size == 0:
+        raise SelfTestError(f"ONNX export wrote nothing at {onnx_path}")
     try:
         import onnxruntime
     except ImportError:
-        return "onnx exported (onnxruntime absent, not run)"
-    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    feed = session.get_inputs()[0]
-    channels = feed.shape[1] if isinstance(feed.shape[1], int) else 3
-    x = np.random.default_rng(0).random((1, channels, PROBE_SIZE, PROBE_SIZE), dtype=np.float32)
-    got = session.run(None, {feed.name: x})[0]
-    model = load_checkpoint(ctx.checkpoint).build_model("cpu").eval()
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    if got.shape != want.shape:
-        raise SelfTestError(f"ONNX model gave shape {got.shape}, torch {want.shape}")
-    diff = float(np.abs(got - want).max())
-    if not diff < 1e-3:
-        raise SelfTestError(f"ONNX and torch outputs differ by {diff:.3g}")
-    return "onnx ok"
+        return "torchscript ok, onnx exported (onnxruntime absent, not run)"
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    compare("ONNX", session.run(None, {session.get_inputs()[0].name: x})[0])
+    return "torchscript ok, onnx ok"
+
+
+def _quiet_qt(kind, context, message) -> None:
+    """Qt's own notes on offscreen drawing ("This plugin does not support ...") would bury the
+    one summary line; only its errors are worth a line of their own."""
+    from PySide6.QtCore import QtMsgType
+
+    if kind in (QtMsgType.QtCriticalMsg, QtMsgType.QtFatalMsg):
+        print(f"Qt: {message}", file=sys.stderr)
 
 
 def _check_window(ctx: _Context) -> str:
-    from PySide6.QtCore import QCoreApplication, QSettings
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QSettings, qInstallMessageHandler
 
-    # The window remembers recent projects and its geometry in QSettings: point them at the
+    # The window remembers recent projects and its layout in QSettings: point them at the
     # temporary folder so that the self-test leaves the user's settings alone.
     QSettings.setDefaultFormat(QSettings.Format.IniFormat)
     QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
                       str(ctx.folder / "settings"))
-    app = QApplication.instance() or QApplication(["maskloop", "--self-test"])
-    QCoreApplication.setOrganizationName("maskloop-self-test")
-
+    qInstallMessageHandler(_quiet_qt)
+    from gui.app import make_application  # the style sheet and icons: resources of the bundle
     from gui.main_window import MainWindow
 
+    app = make_application([])
     window = MainWindow()
-    window.open_project(ctx.project.path) if hasattr(window, "open_project") else None
+    errors: list[str] = []
+    # An error dialog would wait for a click that never comes: collect the message instead.
+    window.show_error = lambda title, text, details=None: errors.append(f"{title}: {text}")
     window.show()
-    app.processEvents()
-    if not window.isVisible():
-        raise SelfTestError("the main window did not show")
-    platform = app.platformName()
-    window.close()
-    window.deleteLater()
-    app.processEvents()
+    project_path = ctx.project.path
+    ctx.project.close()  # the window opens the project itself, as a user's click would
+    ctx.project = None
+    try:
+        opened = window.project_actions.open_path(project_path, ask=False)
+        deadline = time.monotonic() + 30
+        while window.loaded is None and not errors and time.monotonic() < deadline:
+            app.processEvents()
+            time.sleep(0.01)
+        if errors:
+            raise SelfTestError(f"the window reported: {errors[0]}")
+        if not opened or window.project is None:
+            raise SelfTestError(f"the window did not open the sample project {project_path}")
+        if window.loaded is None:
+            raise SelfTestError("the window showed no image of the sample project within 30 s")
+        if not window.isVisible():
+            raise SelfTestError("the main window did not show")
+        platform = app.platformName()
+    finally:
+        window.close()
+        window.deleteLater()
+        app.processEvents()
     return f"window ok ({platform})"
 
 
@@ -223,7 +259,7 @@ STEPS: list[tuple[str, Callable[[_Context], str]]] = [
     ("sample project", _make_sample),
     ("training", _train),
     ("prediction", _predict),
-    ("ONNX export", _export_onnx),
+    ("export", _export),
     ("window", _check_window),
 ]
 

@@ -101,6 +101,7 @@ QT_PLUGINS_DROPPED = [
     "*qtvirtualkeyboard*",           # on-screen keyboard -> QtQuick, QtQml
     "*qgtk3*",                       # GTK theme: would bundle the build machine's GTK
     "*qeglfs*", "*qlinuxfb*", "*qvnc*", "*qminimalegl*", "*qvkkhrdisplay*",  # embedded displays
+    "*wl-shell*",                    # Wayland's deprecated wl_shell (no compositor needs it)
 ]
 
 # Qt libraries that only the dropped plugins and modules need.
@@ -146,6 +147,12 @@ OTHER_DROPPED = [
     "*.lib",
     "*.pyi",
 ]
+
+
+# Libraries whose symbol tables build.spec strips after collecting (Linux): torch's own, which
+# ship unstripped. Others are left alone: stripping a library that patchelf rewrote (as
+# auditwheel does for numpy's OpenBLAS) makes it unloadable.
+STRIPPED_LIBS = ["torch/lib/libtorch*.so", "torch/lib/libc10*.so", "torch/lib/libshm.so"]
 
 
 def posix(dest: str) -> str:

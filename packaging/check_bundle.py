@@ -61,10 +61,6 @@ GLIBC_LIBS = {"libc.so.6", "libm.so.6", "libdl.so.2", "librt.so.1", "libpthread.
 DRIVER_LIBS = {"libcuda.so.1", "libdrm.so.2", "libgbm.so.1", "libwayland-client.so.0",
                "libwayland-cursor.so.0", "libwayland-egl.so.1"}
 
-# Plugins that Qt loads only when asked to and that may need libraries a desktop has anyway.
-# Wayland's client libraries belong to the compositor's session.
-OPTIONAL_PREFIXES = ("PySide6/Qt/plugins/wayland-", "PySide6/Qt/plugins/platforms/libqwayland")
-
 _GLIBC = re.compile(rb"GLIBC_2\.(\d+)(?:\.(\d+))?\x00")
 
 
@@ -104,40 +100,56 @@ def needed(path: Path) -> list[str]:
 
 
 def unresolved(path: Path, internal: Path) -> list[str]:
-    """The sonames ``ldd`` cannot find for ``path`` with the bundle's library path."""
+    """The sonames ``ldd`` cannot find for ``path`` with the bundle's library path. A file the
+    loader cannot map at all (a library a careless strip broke) raises ValueError."""
     env = dict(os.environ, LD_LIBRARY_PATH=str(internal))
-    out = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env).stdout
-    return re.findall(r"^\s*(\S+) => not found", out, re.MULTILINE)
+    proc = subprocess.run(["ldd", str(path)], capture_output=True, text=True, env=env)
+    problems = [line.strip() for line in proc.stderr.splitlines() if line.strip()]
+    if "not a dynamic executable" in proc.stdout + proc.stderr:
+        with path.open("rb") as f:
+            shared_object = f.read(18)[16] == 3  # e_type ET_DYN: the loader should map it
+        if not shared_object:
+            return []  # a static executable: nothing to resolve
+        problems.insert(0, "the dynamic loader cannot map it")
+    if problems:
+        raise ValueError(f"{path}: {problems[0]}")
+    return re.findall(r"^\s*(\S+) => not found", proc.stdout, re.MULTILINE)
 
 
 def glibc_needed(path: Path) -> tuple[int, int]:
+    """The highest GLIBC_2.x[.y] symbol version named in the file, as (x, y)."""
     data = path.read_bytes()
     versions = [(int(a), int(b or 0)) for a, b in _GLIBC.findall(data)]
-    return max(versions, default=(2, 0))
+    return max(versions, default=(0, 0))
 
 
-def check(bundle: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], tuple[int, int]]:
-    """(missing sonames -> needers, system sonames -> needers, highest glibc version)."""
+def glibc_text(version: tuple[int, int]) -> str:
+    return f"2.{version[0]}" + (f".{version[1]}" if version[1] else "")
+
+
+def check(bundle: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], tuple[int, int], str]:
+    """(missing sonames -> needers, system sonames -> needers, highest glibc version, the file
+    that needs it). Raises ValueError for a file the loader cannot map."""
     internal = bundle / "_internal"
     missing: dict[str, list[str]] = {}
     system: dict[str, list[str]] = {}
-    glibc = (2, 0)
+    glibc, glibc_file = (0, 0), ""
     for path in elf_files(bundle):
         rel = path.relative_to(internal).as_posix() if internal in path.parents else path.name
-        glibc = max(glibc, glibc_needed(path))
+        version = glibc_needed(path)
+        if version > glibc:
+            glibc, glibc_file = version, rel
         for soname in unresolved(path, internal):
             if soname in SYSTEM_LIBS or soname in GLIBC_LIBS or soname in DRIVER_LIBS:
                 system.setdefault(soname, []).append(rel)
-            elif rel.startswith(OPTIONAL_PREFIXES):
-                system.setdefault(soname, []).append(rel)
             else:
                 missing.setdefault(soname, []).append(rel)
-    return missing, system, glibc
+    return missing, system, glibc, glibc_file
 
 
 def depends(glibc: tuple[int, int]) -> str:
     packages = sorted(set(SYSTEM_LIBS.values()))
-    return ", ".join([f"libc6 (>= {glibc[0]}.{glibc[1]})"] + packages)
+    return ", ".join([f"libc6 (>= {glibc_text(glibc)})"] + packages)
 
 
 def main(argv: list[str]) -> int:
@@ -149,7 +161,11 @@ def main(argv: list[str]) -> int:
     if not (args.bundle / "_internal").is_dir():
         print(f"check_bundle: {args.bundle}: not a PyInstaller one-folder bundle", file=sys.stderr)
         return 2
-    missing, system, glibc = check(args.bundle)
+    try:
+        missing, system, glibc, glibc_file = check(args.bundle)
+    except ValueError as exc:
+        print(f"check_bundle: cannot load {exc}", file=sys.stderr)
+        return 1
     if missing:
         for soname, needers in sorted(missing.items()):
             print(f"check_bundle: {soname} not found, needed by {', '.join(needers[:3])}"
@@ -159,7 +175,8 @@ def main(argv: list[str]) -> int:
         print(depends(glibc))
         return 0
     print(f"check_bundle: every library resolves; from the system: "
-          f"{', '.join(sorted(system)) or 'nothing beyond glibc'}; glibc >= {glibc[0]}.{glibc[1]}")
+          f"{', '.join(sorted(system)) or 'nothing beyond glibc'}; "
+          f"glibc >= {glibc_text(glibc)} (for {glibc_file})")
     return 0
 
 

@@ -53,7 +53,8 @@ def test_spec_parses_and_every_source_path_it_names_exists():
     # No absolute or working-directory-relative paths: everything hangs off SPECPATH.
     for node in ast.walk(tree):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            assert not node.value.startswith(("/", "C:\\", "./")), node.value
+            if len(node.value) > 1:
+                assert not node.value.startswith(("/", "C:\\", "./")), node.value
 
 
 def test_spec_version_is_the_package_version():
@@ -198,7 +199,7 @@ def test_the_deb_depends_on_what_the_xcb_platform_links_against():
             assert name in known | ours | bundled_by_pyinstaller, \
                 f"{plugin.name} needs {name}, which the .deb does not depend on"
     assert {"libxcb-cursor.so.0", "libxkbcommon-x11.so.0", "libEGL.so.1"} <= seen
-    depends = check_bundle.depends((2, 28))
+    depends = check_bundle.depends((28, 0))
     for package in ["libxcb-cursor0", "libxkbcommon-x11-0", "libegl1", "libgl1", "libfontconfig1",
                     "libdbus-1-3", "libxcb-icccm4", "libxcb-image0", "libxcb-keysyms1",
                     "libxcb-randr0", "libxcb-render-util0", "libxcb-shape0", "libxcb-xkb1"]:

@@ -63,7 +63,7 @@ def test_self_test_passes_without_the_modules_the_bundle_leaves_out(tmp_path):
     line = lines[0]
     m = re.fullmatch(r"maskloop (\S+) self-test ok: (\d+) models, sample (\d+) images, "
                      r"trained (\d+) steps \(loss [\d.]+->[\d.]+\), predicted (\d+) images, "
-                     r"(onnx ok|onnx exported \(onnxruntime absent, not run\)), "
+                     r"torchscript ok, (onnx ok|onnx exported \(onnxruntime absent, not run\)), "
                      r"window ok \((\w+)\), (?:cuda: none|cuda ok \(.+\)), [\d.]+ s", line)
     assert m, line
     from engine import __version__
