@@ -126,6 +126,10 @@ class ImageLoader:
                 if future is not None:
                     future.cancel()
 
+    def wait_idle(self) -> None:
+        """Block until the loads asked for so far are done (benchmarks, tests)."""
+        self._pool.submit(lambda: None).result()
+
     def shutdown(self) -> None:
         self.invalidate()
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -152,6 +156,10 @@ class ThumbnailMaker(QObject):
 
     def forget(self, image_id: int) -> None:
         self._asked.discard(image_id)
+
+    def wait_idle(self) -> None:
+        """Block until the thumbnails asked for so far are made (benchmarks, tests)."""
+        self._pool.submit(lambda: None).result()
 
     def _make(self, image_id: int) -> None:
         if self._stop.is_set():

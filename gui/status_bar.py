@@ -46,13 +46,13 @@ class StatusFields:
 
     def show_pointer(self, x: int, y: int, raw: np.ndarray | None, labels: np.ndarray | None,
                      class_names: list[str]) -> None:
-        if x < 0 or raw is None:
+        if x < 0 or raw is None or y >= raw.shape[0] or x >= raw.shape[1]:
             for widget in (self.position, self.value, self.label):
                 widget.setText("")
             return
         self.position.setText(f"x {x}, y {y}")
         self.value.setText(f"value {format_value(raw, x, y)}")
-        if labels is None:
+        if labels is None or labels.shape[:2] != raw.shape[:2]:
             self.label.setText("")
             return
         k = int(labels[y, x])

@@ -250,14 +250,15 @@ CHILD = textwrap.dedent("""
     for p in pts[1:]:
         QTest.mouseMove(vp, p)
     QTest.mouseRelease(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1])
-    print("painted", window.session.debounce_ms, flush=True)
+    print("painted", window.session.debounce_ms, "torch" in sys.modules, flush=True)
     app.exec()
 """)
 
 
 def test_autosave_survives_a_crash(membrane_project, tmp_path):
     """Paint in a real window process, wait past the autosave delay, kill -9: the stroke is on
-    disk and the project opens cleanly."""
+    disk and the project opens cleanly. (The fresh process also shows that the window, with
+    the training loop's docks, opens without importing torch.)"""
     script = CHILD.format(repo=str(REPO), settings=str(tmp_path / "settings"),
                           project=str(membrane_project))
     env = dict(os.environ, MASKLOOP_DATA_DIR=str(tmp_path / "data"))
@@ -266,8 +267,10 @@ def test_autosave_survives_a_crash(membrane_project, tmp_path):
     try:
         line = child.stdout.readline()
         assert line.startswith("painted"), child.stderr.read()
-        debounce_ms = int(line.split()[1])
+        _, debounce, torch_loaded = line.split()
+        debounce_ms = int(debounce)
         assert debounce_ms == 2000  # the default users get
+        assert torch_loaded == "False"
         time.sleep(debounce_ms / 1000 + 1.5)
     finally:
         child.send_signal(signal.SIGKILL)
