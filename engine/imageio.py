@@ -202,7 +202,8 @@ def _pil_channels(mode: str) -> tuple[int, str]:
     return 3, "uint8"  # RGB, CMYK, YCbCr
 
 
-def _pil_info(path: Path, data_or_file, fmt: str) -> ImageInfo:
+def _pil_header(path: Path, data_or_file, fmt: str) -> tuple[ImageInfo, str, int]:
+    """(info, PIL mode, EXIF orientation) from the header, without decoding pixels."""
     Image = _configure_pil()
     try:
         with Image.open(data_or_file) as image:
@@ -225,15 +226,44 @@ def _pil_info(path: Path, data_or_file, fmt: str) -> ImageInfo:
     if orientation in _EXIF_SWAPS_AXES:
         width, height = height, width
     channels, dtype = _pil_channels(mode)
-    return ImageInfo(width, height, channels, dtype, 1, fmt)
+    return ImageInfo(width, height, channels, dtype, 1, fmt), mode, orientation
+
+
+def _pil_info(path: Path, data_or_file, fmt: str) -> ImageInfo:
+    return _pil_header(path, data_or_file, fmt)[0]
+
+
+def _exif_orient(array: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation (1-8) the way PIL's ``ImageOps.exif_transpose`` does."""
+    if orientation == 2:
+        array = array[:, ::-1]
+    elif orientation == 3:
+        array = array[::-1, ::-1]
+    elif orientation == 4:
+        array = array[::-1]
+    elif orientation == 5:
+        array = array.swapaxes(0, 1)
+    elif orientation == 6:
+        array = np.rot90(array, -1)
+    elif orientation == 7:
+        array = np.rot90(array, 2).swapaxes(0, 1)
+    elif orientation == 8:
+        array = np.rot90(array, 1)
+    return np.ascontiguousarray(array)
 
 
 def _read_pil(path: Path, data: bytes, fmt: str) -> np.ndarray:
     Image = _configure_pil()
     from PIL import ImageOps
 
-    info = _pil_info(path, io.BytesIO(data), fmt)
+    info, mode, orientation = _pil_header(path, io.BytesIO(data), fmt)
     _check_size(path, info.width, info.height)
+    # Fast path: OpenCV decodes JPEG about three times faster than PIL. Only for files that end
+    # with the end-of-image marker, because libjpeg pads a truncated file with grey and OpenCV
+    # passes that off as an image, where PIL reports it; files with data after the marker
+    # (motion photos) take the PIL path too.
+    if fmt == "JPEG" and mode in ("L", "RGB") and data.endswith(b"\xff\xd9"):
+        return _exif_orient(_cv2_decode(path, data, "JPEG"), orientation)
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()

@@ -115,6 +115,37 @@ def test_jpeg_exif_orientation_is_applied(tmp_path):
     assert (info.width, info.height, info.format) == (20, 40, "JPEG")
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_every_exif_orientation_matches_pil(tmp_path, orientation):
+    from PIL import ImageOps
+
+    pil = Image.fromarray(RGB)
+    exif = pil.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.jpg"
+    pil.save(path, quality=95, exif=exif.tobytes())
+    with Image.open(path) as reference:
+        expected = np.asarray(ImageOps.exif_transpose(reference))
+    out = read_image(path)
+    assert out.shape == expected.shape
+    assert np.abs(out.astype(int) - expected).max() <= 2  # both decode with libjpeg
+
+
+def test_jpeg_cut_short_or_with_trailing_data(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    data = buffer.getvalue()
+    # Missing only its last bytes: libjpeg would pad it with grey; we must refuse it.
+    path = tmp_path / "short.jpg"
+    path.write_bytes(data[:-60])
+    with pytest.raises(UserError, match="truncated"):
+        read_image(path)
+    # Data after the end marker (motion photos, some cameras) is not damage.
+    path = tmp_path / "trailer.jpg"
+    path.write_bytes(data + b"ftypmp42" + bytes(500))
+    assert np.array_equal(read_image(path), np.asarray(Image.open(io.BytesIO(data))))
+
+
 def test_jpeg_grey_and_bmp(tmp_path):
     path = _pil_save(tmp_path / "g.jpg", Image.fromarray(GREY), quality=100)
     out = read_image(path)
