@@ -78,6 +78,7 @@ class ModelController(QObject):
     activeChanged = Signal(object, object)
     activated = Signal(str)  # the user (or a finished training) chose a run to predict with
     comparisonShown = Signal(dict)
+    exported = Signal(object)  # the exported file's path
 
     def __init__(self, window, panel: ModelPanel):
         super().__init__(window)
@@ -211,14 +212,17 @@ class ModelController(QObject):
             return export_model(checkpoint, fmt, out_path)
 
         worker = Worker(job, "export")
-        worker.finished.connect(lambda _r: self.window.status_message(
-            f"Exported {active.name} to {out_path}.", 10_000))
+        worker.finished.connect(lambda written: self._exported(active.name, written or out_path))
         worker.failed.connect(lambda m, log: self.window.show_error("Export failed", m,
                                                                      details=log or None))
         worker.done.connect(self._export_done)
         self.window.status_message(f"Exporting {active.name} as {fmt}…")
         self.export_worker = worker.start()
         return True
+
+    def _exported(self, run: str, path) -> None:
+        self.window.status_message(f"Exported {run} to {path}.", 10_000)
+        self.exported.emit(path)
 
     def _export_done(self) -> None:
         self.export_worker = None

@@ -49,7 +49,10 @@ def region_at(classmap: np.ndarray, x: int, y: int, connectivity: int = 8) -> np
     # A flood fill touches only the region itself, not the whole (possibly huge) image.
     mask = np.zeros((h + 2, w + 2), np.uint8)
     flags = connectivity | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (1 << 8)
-    cv2.floodFill(np.ascontiguousarray(classmap), mask, (int(x), int(y)), 0, 0, 0, flags)
+    # With MASK_ONLY the image is not written, but OpenCV's binding insists on a writable array
+    # (the store hands out read-only ones).
+    image = classmap if classmap.flags.writeable and classmap.flags.c_contiguous else classmap.copy()
+    cv2.floodFill(image, mask, (int(x), int(y)), 0, 0, 0, flags)
     return mask[1:-1, 1:-1].astype(bool)
 
 
