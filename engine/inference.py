@@ -191,7 +191,7 @@ class Predictor:
                 done = (ys[r + 1] if r + 1 < len(ys) else h) - y
                 blended = acc[:, :done] / wsum[:done]
                 conf, cls = blended.max(dim=0)
-                unsure += float((1.0 - conf).sum(dtype=torch.float64))
+                unsure += float((1.0 - conf).sum())  # float32 per strip: MPS has no float64
                 classmap[y:y + done] = cls.to(torch.uint8).cpu().numpy()
                 confidence[y:y + done] = conf.cpu().numpy()
                 if r + 1 < len(ys):  # slide the strip down past the finished rows
