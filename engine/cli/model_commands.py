@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -80,7 +79,7 @@ def _parse_options(items: list[str], preset: str | None) -> dict:
 class _Progress:
     """Turns training events into lines on stdout: readable, or one JSON object per event."""
 
-    def __init__(self, as_json: bool, out=sys.stdout, every_s: float = 2.0):
+    def __init__(self, as_json: bool, out=None, every_s: float = 2.0):
         self.as_json = as_json
         self.out = out
         self.every_s = every_s
@@ -90,7 +89,7 @@ class _Progress:
         from engine.training.events import event_to_dict
 
         if self.as_json:
-            print(json.dumps(event_to_dict(event)), file=self.out, flush=True)
+            print(json.dumps(event_to_dict(event)), file=self.out or sys.stdout, flush=True)
             return
         name = type(event).__name__
         handler = getattr(self, f"_{name}", None)
@@ -98,7 +97,7 @@ class _Progress:
             handler(event)
 
     def _print(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(text, file=self.out or sys.stdout, flush=True)
 
     def _TrainStarted(self, e) -> None:  # noqa: N802 - named after the event
         budget = (f"{e.total_steps} steps" if e.total_steps else f"{e.budget_s / 60:g} min")
@@ -117,7 +116,8 @@ class _Progress:
     def _EpochDone(self, e) -> None:  # noqa: N802
         val = ""
         if e.val_metrics:
-            val = f", validation mean IoU {e.val_metrics.get('mean_iou', float('nan')):.3f}"
+            value = e.val_metrics.get("mean_iou")
+            val = f", validation mean IoU {value:.3f}" if value is not None else ""
         self._print(f"epoch {e.epoch}: training loss {e.train_loss:.4f}{val} ({e.seconds:.1f} s)")
 
     def _Notice(self, e) -> None:  # noqa: N802
@@ -138,15 +138,15 @@ def _clock(seconds: float | None) -> str:
 
 
 def format_metrics(metrics: dict) -> str:
-    if "mean_iou" not in metrics:
+    if metrics.get("mean_iou") is None:
         loss = metrics.get("train_loss")
         return f"training loss {loss:.4f} (no validation images)" if loss is not None else "none"
     parts = [f"mean IoU {metrics['mean_iou']:.3f}"]
-    if "pixel_accuracy" in metrics:
+    if metrics.get("pixel_accuracy") is not None:
         parts.append(f"pixel accuracy {metrics['pixel_accuracy']:.3f}")
-    iou = metrics.get("iou") or {}
-    if isinstance(iou, dict):
-        parts += [f"{name} IoU {value:.3f}" for name, value in iou.items() if value is not None]
+    for name, values in (metrics.get("per_class") or {}).items():
+        if values.get("iou") is not None:
+            parts.append(f"{name} IoU {values['iou']:.3f}")
     return ", ".join(parts)
 
 
@@ -367,25 +367,16 @@ def _register_eval(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from engine.evaluation import evaluate_run
+    from engine.metrics import format_metrics as metrics_table
     from engine.project import Project
+    from engine.training.evaluation import evaluate_run
 
     with Project.open(args.project, readonly=True) as project:
         report = evaluate_run(project, args.run, device=args.device)
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"run {report['run']} ({report['model']}) on {report['num_images']} {report['images']} image(s)")
-    width = max([len(n) for n in report["classes"]] + [5])
-    print(f"{'class':<{width}}  {'IoU':>6}  {'Dice':>6}  {'pixels':>10}")
-    for name in report["classes"]:
-        iou, dice = report["iou"].get(name), report["dice"].get(name)
-        pixels = report["pixels"].get(name, 0)
-        print(f"{name:<{width}}  {_num(iou)}  {_num(dice)}  {pixels:>10}")
-    print(f"mean IoU {_num(report['mean_iou']).strip()}, pixel accuracy "
-          f"{_num(report['pixel_accuracy']).strip()}")
+    print(f"run {report['run']} ({report['model']}) on {report['num_images']} {report['images']} "
+          f"image(s)")
+    print(metrics_table(report))
     return 0
-
-
-def _num(value) -> str:
-    return f"{value:6.3f}" if isinstance(value, (int, float)) and value == value else "     -"

@@ -1,0 +1,49 @@
+"""``torchrun --nproc_per_node=2 main.py train``: two CPU processes (gloo) train one model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.checkpoint import load_checkpoint
+from engine.project import Project
+from training_data import make_project
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_two_processes_train_one_model(tmp_path, membrane_dir):
+    make_project(tmp_path / "proj", membrane_dir, range(4), size=128).close()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASKLOOP_TORCH_THREADS": "1"}
+    epochs, batch, crop = 2, 2, 64
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "main.py", "train", str(tmp_path / "proj"), "--epochs", str(epochs), "--device", "cpu",
+           "--batch-size", str(batch), "--crop", str(crop), "--option", "base=8",
+           "--option", "depth=3", "--json"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("TrainStarted") == 1 and kinds.count("TrainFinished") == 1  # rank 0 speaks
+    started = events[kinds.index("TrainStarted")]
+    assert (started["num_train"], started["num_val"]) == (3, 1)
+    # Each epoch's crops are split between the two processes: half the steps of one process.
+    samples = max(8, math.ceil(3 * 128 * 128 / crop ** 2))
+    steps_per_epoch = math.ceil(samples / (batch * 2))
+    assert kinds.count("StepDone") == epochs * steps_per_epoch == started["total_steps"]
+    assert kinds.count("EpochDone") == epochs
+
+    with Project.open(tmp_path / "proj", readonly=True) as project:
+        (run,) = project.runs()  # one run: only process 0 wrote to the project
+        assert run.status == "finished"
+        ckpt = load_checkpoint(run.checkpoint)
+    assert ckpt.train["world_size"] == 2 and ckpt.train["batch_size"] == batch
+    assert not any(k.startswith("module.") for k in ckpt.state_dict)
+    assert ckpt.metrics["mean_iou"] is not None

@@ -1,0 +1,195 @@
+"""Driving a training run: budgets, stop within one step, out-of-memory retries, fine-tuning from
+the project's last run, 16-bit multi-channel input, and refusals that leave nothing behind."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from engine.checkpoint import load_checkpoint
+from engine.errors import UserError
+from engine.training import (CheckpointSaved, EpochDone, Example, Notice, StepDone, TrainConfig,
+                             TrainFailed, TrainFinished, TrainStarted, train, train_project)
+from engine.training.trainer import _Loop
+from training_data import make_project, membrane_examples
+
+TINY = {"base": 8, "depth": 3}  # a U-Net that steps in milliseconds
+
+
+def tiny_config(**fields) -> TrainConfig:
+    fields.setdefault("model_options", dict(TINY))
+    fields.setdefault("crop", 64)
+    fields.setdefault("batch_size", 4)
+    return TrainConfig(**fields)
+
+
+@pytest.fixture(scope="module")
+def small(membrane_dir):
+    return membrane_examples(membrane_dir, range(5), size=128)
+
+
+def test_epoch_budget_runs_exactly_its_steps_and_validates(small, tmp_path):
+    events = []
+    result = train(small, ["membrane", "cell"], tiny_config(epochs=3), tmp_path, events.append)
+    started = next(e for e in events if isinstance(e, TrainStarted))
+    assert (started.num_train, started.num_val) == (4, 1)  # automatic split from 4 images on
+    steps = [e for e in events if isinstance(e, StepDone)]
+    assert len(steps) == started.total_steps == 3 * 4  # 4 x 128^2 px / 64^2 crops / batch 4
+    epochs = [e for e in events if isinstance(e, EpochDone)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    assert epochs[-1].val_metrics["mean_iou"] is not None
+    assert steps[-1].progress < 1 and all(a.progress <= b.progress for a, b in zip(steps, steps[1:]))
+    assert isinstance(events[-1], TrainFinished) and events[-1].result == result
+    assert {e.kind for e in events if isinstance(e, CheckpointSaved)} == {"best", "last"}
+    assert not result.stopped and result.metrics["epochs"] == 3
+    best = load_checkpoint(result.best_checkpoint)
+    assert best.in_channels == 1 and best.class_names == ["membrane", "cell"]
+    assert best.train["val_images"] == [e.name for e in small if e.name not in best.train["train_images"]]
+    assert (tmp_path / "metrics.json").is_file()
+
+
+def test_stop_is_answered_within_one_step_with_valid_checkpoints(small, tmp_path):
+    stop = threading.Event()
+    steps = []
+
+    def callback(event):
+        if isinstance(event, StepDone):
+            steps.append(event)
+            if event.step == 3:
+                stop.set()
+
+    result = train(small, ["membrane", "cell"], tiny_config(minutes=10), tmp_path, callback, stop)
+    assert result.stopped
+    assert len(steps) == 3  # no further step once the event was set
+    for path in (result.checkpoint, result.best_checkpoint):
+        ckpt = load_checkpoint(path)
+        assert ckpt.train["step"] == 3
+        ckpt.build_model("cpu")(torch.zeros(1, 1, 40, 40))
+
+
+def test_stop_from_another_thread(small, tmp_path):
+    stop = threading.Event()
+    first_step = threading.Event()
+    out = {}
+
+    def work():
+        out["result"] = train(small, ["membrane", "cell"], tiny_config(minutes=10), tmp_path,
+                              lambda e: first_step.set() if isinstance(e, StepDone) else None, stop)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    assert first_step.wait(60)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive() and out["result"].stopped
+
+
+def test_out_of_memory_retries_with_half_the_batch(small, tmp_path, monkeypatch):
+    real_step = _Loop._step
+    calls = {"n": 0}
+
+    def flaky(self, images, masks):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_step(self, images, masks)
+
+    monkeypatch.setattr(_Loop, "_step", flaky)
+    events = []
+    result = train(small, ["membrane", "cell"], tiny_config(epochs=2, val_fraction=0.0), tmp_path,
+                   events.append)
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert any("out of memory" in t and "batch 2" in t for t in notices)
+    assert load_checkpoint(result.checkpoint).train["batch_size"] == 2
+
+
+def test_out_of_memory_with_nothing_left_to_shrink_is_a_user_error(small, tmp_path, monkeypatch):
+    def always(self, images, masks):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(_Loop, "_step", always)
+    events = []
+    with pytest.raises(UserError, match="out of memory .* even with batch 1 and crop 64"):
+        train(small, ["membrane", "cell"], tiny_config(epochs=1, batch_size=2), tmp_path, events.append)
+    assert isinstance(events[-1], TrainFailed)
+    assert sum("retrying" in e.text for e in events if isinstance(e, Notice)) == 1
+
+
+def test_sixteen_bit_multichannel_images_train(tmp_path):
+    rng = np.random.default_rng(0)
+    examples = []
+    for i in range(2):
+        label = np.zeros((48, 56), np.uint8)
+        label[10:30, 12:40] = 1
+        image = rng.integers(0, 500, (48, 56, 5)).astype(np.uint16)
+        image[label == 1, 2] += 3000  # the third channel shows the object, 12-bit range
+        examples.append(Example(f"{i}.tif", image, label))
+    result = train(examples, ["bg", "object"], tiny_config(epochs=2, crop=32), tmp_path)
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.in_channels == 5
+    assert len(ckpt.normalization["mean"]) == 5 and ckpt.normalization["mean"][2] > 500
+
+
+def _project(tmp_path, membrane_dir, labeled=True):
+    return make_project(tmp_path / "proj", membrane_dir, range(4), size=96, labeled=labeled)
+
+
+def test_fine_tuning_continues_from_the_projects_last_run(tmp_path, membrane_dir):
+    with _project(tmp_path, membrane_dir) as project:
+        first_losses, second_losses, notices = [], [], []
+
+        def log(into):
+            return lambda e: into.append(e.loss) if isinstance(e, StepDone) else None
+
+        first = train_project(project, tiny_config(epochs=6, init="last", val_fraction=0.0),
+                              log(first_losses))
+        second = train_project(project, tiny_config(epochs=1, init="last", val_fraction=0.0),
+                               log(second_losses))
+        runs = project.runs()
+        assert [r.status for r in runs] == ["finished", "finished"]
+        assert runs[0].name == first.run and runs[1].name == second.run
+        assert runs[1].config["init_kind"] == "last"
+        assert runs[1].config["init_from"] == str(first.best_checkpoint)
+        assert load_checkpoint(second.best_checkpoint).train["init_from"] == str(first.best_checkpoint)
+        # It starts where the first run ended, not from random weights.
+        assert np.mean(second_losses[:2]) < np.mean(first_losses[:2])
+
+        project.add_class("debris")
+        third = train_project(project, tiny_config(epochs=1, init="last", val_fraction=0.0),
+                              lambda e: notices.append(e.text) if isinstance(e, Notice) else None)
+        assert any("number of classes changed (2 -> 3)" in t for t in notices)
+        assert load_checkpoint(third.best_checkpoint).num_classes == 3
+
+        scratch = train_project(project, tiny_config(epochs=1, init="scratch", val_fraction=0.0))
+        assert project.run(scratch.run).config["init_kind"] == "scratch"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"model": "segformer"}, "unknown model 'segformer'"),
+    ({"device": "tpu"}, "unknown device"),
+    ({"init": "/nonexistent/model.pt"}, "checkpoint file not found"),
+])
+def test_refused_runs_write_nothing(tmp_path, membrane_dir, fields, message):
+    with _project(tmp_path, membrane_dir) as project:
+        with pytest.raises(UserError, match=message):
+            train_project(project, tiny_config(epochs=1, **fields))
+        assert project.runs() == []
+        assert not any((project.path / "models").glob("*"))
+
+
+def test_no_labeled_pixels_is_refused_with_advice(tmp_path, membrane_dir):
+    with _project(tmp_path, membrane_dir, labeled=False) as project:
+        with pytest.raises(UserError, match="no labeled pixels: paint a few strokes"):
+            train_project(project, tiny_config(epochs=1))
+        assert project.runs() == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_asked_for_but_absent_is_refused(tmp_path, membrane_dir):
+    with _project(tmp_path, membrane_dir) as project:
+        with pytest.raises(UserError, match="CUDA was asked for"):
+            train_project(project, tiny_config(epochs=1, device="cuda"))
+        assert project.runs() == []
