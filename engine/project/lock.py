@@ -29,7 +29,9 @@ class ProjectLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise os_error_to_user_error(exc, self.path.parent, "cannot open the project for writing") from exc
+            raise os_error_to_user_error(
+                exc, self.path.parent, "cannot open the project for writing"
+            ) from exc
         try:
             _lock(fd)
         except OSError:

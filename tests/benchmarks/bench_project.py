@@ -11,7 +11,6 @@ Prints one table: the median time of our operation, of the baseline, and their r
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sqlite3

@@ -131,7 +131,7 @@ def test_add_images_is_all_or_nothing(tmp_path):
 def test_add_images_copy_failure_rolls_back(tmp_path, monkeypatch):
     src = _write_images(tmp_path / "src", 3)
     with Project.create(tmp_path / "p", ["bg", "fg"]) as project:
-        import engine.project.store as store
+        import engine.project.images as store
 
         real_copy = store.atomic_copy
         calls = []

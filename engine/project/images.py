@@ -1,0 +1,358 @@
+"""Images, their labels and their predictions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from engine import imageio
+from engine.atomic import atomic_copy, atomic_write_bytes
+from engine.errors import UserError
+from engine.project.base import (
+    BAD_NAME_CHARS,
+    IMAGES,
+    LABELS,
+    PREDICTIONS,
+    UNLABELED,
+    ProjectBase,
+    utc_now,
+)
+from engine.project.labelpng import encode_png8, read_png8
+from engine.project.records import ImageRecord
+
+_IMAGE_COLUMNS = (
+    "id, name, file, width, height, channels, dtype, labeled_pixels, done, prediction_run, "
+    "uncertainty, error"
+)
+
+
+def _image_record(row: Sequence) -> ImageRecord:
+    return ImageRecord(
+        id=row[0],
+        name=row[1],
+        file=row[2],
+        width=row[3],
+        height=row[4],
+        channels=row[5],
+        dtype=row[6],
+        labeled_pixels=row[7],
+        done=bool(row[8]),
+        prediction_run=row[9],
+        uncertainty=row[10],
+        error=row[11],
+    )
+
+
+class ImagesMixin(ProjectBase):
+    def images(self) -> list[ImageRecord]:
+        """All images, in import order."""
+        return [_image_record(r) for r in self._query(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY id")]
+
+    def labeled_images(self) -> list[ImageRecord]:
+        """Images with at least one labeled pixel, in import order."""
+        rows = self._query(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE labeled_pixels > 0 ORDER BY id")
+        return [_image_record(r) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        rows = self._query(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (int(image_id),))
+        if not rows:
+            raise UserError(f"no image with id {image_id} in the project", self.path)
+        return _image_record(rows[0])
+
+    def image_path(self, image_id: int) -> Path:
+        return self.path / self.image(image_id).file
+
+    def read_image(self, image_id: int) -> np.ndarray:
+        """The image's pixels (see :func:`engine.imageio.read_image`). An image that cannot be
+        read gets its ``error`` set (and cleared again once it reads)."""
+        record = self.image(image_id)
+        try:
+            array = imageio.read_image(self.path / record.file)
+        except UserError as exc:
+            self._set_error(record, exc.reason)
+            raise
+        if record.error is not None:
+            self._set_error(record, None)
+        return array
+
+    def _set_error(self, record: ImageRecord, error: str | None) -> None:
+        if self.readonly or record.error == error:
+            return
+        with contextlib.suppress(UserError):
+            with self._tx() as conn:
+                conn.execute("UPDATE images SET error = ? WHERE id = ?", (error, record.id))
+
+    def set_done(self, image_id: int, done: bool) -> None:
+        self.image(image_id)
+        with self._tx() as conn:
+            conn.execute("UPDATE images SET done = ? WHERE id = ?", (int(bool(done)), int(image_id)))
+
+    def add_images(
+        self,
+        paths: Iterable[str | os.PathLike],
+        labels: Sequence[np.ndarray | None] | None = None,
+    ) -> list[ImageRecord]:
+        """Copy image files (and the images inside folders, recursively) into the project.
+
+        All or nothing: every file is checked first (its header read); a bad one raises
+        :class:`UserError` naming it and the project is left as it was. Inside folders only files
+        with image suffixes are taken (hidden files skipped); a file named explicitly must be an
+        image. The same file given twice is added once.
+
+        ``labels`` (for importers): one label mask or None per path, every path a file (not a
+        folder) and none twice; the masks are saved with the images as one change, so that even
+        a crash leaves either all of them with their labels or none.
+        """
+        self._writable()
+        paths = list(paths)
+        if labels is not None:
+            labels = list(labels)
+            if len(labels) != len(paths) or any(Path(p).is_dir() for p in paths):
+                raise ValueError("labels need one entry per path, and every path a file")
+        files = self._expand(paths)
+        if labels is not None and len(files) != len(paths):
+            seen: set[Path] = set()
+            for p in paths:
+                if Path(p).resolve() in seen:
+                    raise UserError("the same image is given twice", p)
+                seen.add(Path(p).resolve())
+        infos = [imageio.read_image_info(f) for f in files]
+        checked: list[tuple[np.ndarray, int] | None] = [None] * len(files)
+        for n, mask in enumerate(labels or []):
+            if mask is not None:
+                info = infos[n]
+                source = str(files[n].absolute())
+                record = ImageRecord(
+                    0, files[n].name, source, info.width, info.height, info.channels, info.dtype
+                )
+                checked[n] = self._check_mask(record, mask, "label")
+        palette = self._palette()
+        with self._write_lock:
+            taken = {Path(r[0]).name.casefold() for r in self._query("SELECT file FROM images")}
+            targets: list[str] = []
+            for src in files:
+                name = self._unique_name(src.name, taken)
+                taken.add(name.casefold())
+                targets.append(f"{IMAGES}/{name}")
+            # AUTOINCREMENT ids are predictable under the write lock (we are the only writer), so
+            # the label files can be named, journaled and written before the rows exist.
+            seq = self._query("SELECT seq FROM sqlite_sequence WHERE name = 'images'")
+            first = (seq[0][0] if seq else 0) + 1
+            ids = list(range(first, first + len(files)))
+            label_files = [f"{LABELS}/{i}.png" for i, c in zip(ids, checked) if c is not None]
+            jid = self._journal("add_images", {"files": targets + label_files, "ids": ids})
+            try:
+                for src, rel in zip(files, targets):
+                    atomic_copy(src, self.path / rel)
+                for image_id, item in zip(ids, checked):
+                    if item is not None:
+                        atomic_write_bytes(self._label_path(image_id), encode_png8(item[0], palette))
+                added = utc_now()
+                with self._tx() as conn:
+                    conn.executemany(
+                        "INSERT INTO images (id, name, file, width, height, channels, dtype, "
+                        "labeled_pixels, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [
+                            (image_id, src.name, rel, info.width, info.height, info.channels, info.dtype,
+                             0 if item is None else item[0].size - item[1], added)
+                            for image_id, src, rel, info, item in zip(ids, files, targets, infos, checked)
+                        ],
+                    )
+                    conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+            except BaseException:
+                self._repair("add_images", {"files": targets + label_files, "ids": ids})
+                self._drop_journal(jid)
+                raise
+            rows = self._query(
+                f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id >= ? ORDER BY id", (first,)
+            ) if files else []
+        return [_image_record(r) for r in rows]
+
+    def _expand(self, paths: Iterable[str | os.PathLike]) -> list[Path]:
+        files: list[Path] = []
+        seen: set[Path] = set()
+        inside = self.path.resolve()
+        for raw in paths:
+            path = Path(raw)
+            if path.is_dir():
+                found = []
+                for root, dirs, names in os.walk(path):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    if Path(root).resolve() == inside or inside in Path(root).resolve().parents:
+                        dirs[:] = []
+                        continue
+                    found.extend(
+                        Path(root) / n
+                        for n in sorted(names)
+                        if not n.startswith(".") and imageio.is_image_file(n)
+                    )
+                if not found:
+                    raise UserError("no images (PNG, JPEG, BMP, TIFF) in this folder", path)
+            elif path.exists():
+                found = [path]
+            else:
+                raise UserError("file not found", path)
+            for f in found:
+                key = f.resolve()
+                if key not in seen:
+                    seen.add(key)
+                    files.append(f)
+        return files
+
+    def _unique_name(self, name: str, taken: set[str]) -> str:
+        clean = BAD_NAME_CHARS.sub("_", name).strip(" .") or "image"
+        stem, suffix = os.path.splitext(clean)
+        candidate, n = clean, 1
+        while candidate.casefold() in taken or (self.path / IMAGES / candidate).exists():
+            n += 1
+            candidate = f"{stem}-{n}{suffix}"
+        return candidate
+
+    def remove_image(self, image_id: int) -> None:
+        """Remove an image with its label and prediction (files and index)."""
+        self.remove_images([image_id])
+
+    def remove_images(self, image_ids: Iterable[int]) -> None:
+        ids = [int(i) for i in image_ids]
+        records = [self.image(i) for i in ids]
+        files = []
+        for r in records:
+            files.append(r.file)
+            files.append(f"{LABELS}/{r.id}.png")
+            files.extend(f"{PREDICTIONS}/{p.name}" for p in self._prediction_paths(r.id))
+        with self._write_lock:
+            with self._tx() as conn:
+                conn.executemany("DELETE FROM images WHERE id = ?", [(i,) for i in ids])
+                cur = conn.execute(
+                    "INSERT INTO journal (kind, data) VALUES ('remove_images', ?)",
+                    (json.dumps({"files": files}),),
+                )
+                jid = cur.lastrowid
+            self._repair("remove_images", {"files": files})
+            with self._tx() as conn:
+                conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+
+    # ---------------------------------------------------------------------------------------
+    # labels
+
+    def read_label(self, image_id: int) -> np.ndarray:
+        """The label mask, uint8 H x W; all 255 when the image was never labeled."""
+        record = self.image(image_id)
+        path = self._label_path(image_id)
+        try:
+            mask = read_png8(path)
+        except UserError:
+            if not path.exists():
+                return np.full((record.height, record.width), UNLABELED, np.uint8)
+            raise
+        if mask.shape != (record.height, record.width):
+            raise UserError(
+                f"label is {mask.shape[1]} x {mask.shape[0]}, its image {record.width} x {record.height}",
+                path,
+            )
+        return mask
+
+    def write_label(self, image_id: int, mask: np.ndarray) -> None:
+        """Save a label mask atomically and update ``labeled_pixels`` to match."""
+        self._writable()
+        record = self.image(image_id)
+        mask, unlabeled = self._check_mask(record, mask, "label")
+        labeled = int(mask.size - unlabeled)
+        data = encode_png8(mask, self._palette())
+        with self._write_lock:
+            jid = self._journal("label", {"id": record.id})
+            try:
+                atomic_write_bytes(self._label_path(record.id), data)
+            except BaseException:
+                self._drop_journal(jid)
+                raise
+            with self._tx() as conn:
+                conn.execute("UPDATE images SET labeled_pixels = ? WHERE id = ?", (labeled, record.id))
+                conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+
+    def _check_mask(self, record: ImageRecord, mask: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+        """The mask as contiguous uint8 and its number of unlabeled pixels; UserError if it does
+        not fit the image or holds values that are no class."""
+        mask = np.asarray(mask)
+        if mask.shape != (record.height, record.width):
+            raise UserError(
+                f"{what} of size {tuple(mask.shape)} does not fit image {record.name!r} "
+                f"({record.height} x {record.width})",
+                self.path / record.file,
+            )
+        if mask.dtype != np.uint8:
+            integer = np.issubdtype(mask.dtype, np.integer)
+            if not integer or mask.min(initial=0) < 0 or mask.max(initial=0) > 255:
+                raise ValueError(f"a {what} is uint8 class numbers, got {mask.dtype}")
+            mask = mask.astype(np.uint8)
+        k = len(self.classes)
+        unlabeled = int(np.count_nonzero(mask == UNLABELED))
+        if k < UNLABELED and np.count_nonzero(mask >= k) != unlabeled:
+            raise UserError(
+                f"{what} holds class numbers beyond the project's {k} classes",
+                self.path / record.file,
+            )
+        return np.ascontiguousarray(mask), unlabeled
+
+    # ---------------------------------------------------------------------------------------
+    # predictions
+
+    def read_prediction(self, image_id: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """(class map uint8, confidence uint8 0..255) of the latest prediction, or None."""
+        record = self.image(image_id)
+        if record.prediction_run is None:
+            return None
+        class_path, conf_path = self._prediction_paths(image_id)
+        if not class_path.exists() or not conf_path.exists():
+            return None
+        return read_png8(class_path), read_png8(conf_path)
+
+    def write_prediction(
+        self,
+        image_id: int,
+        classmap: np.ndarray,
+        confidence_u8: np.ndarray,
+        run: str,
+        uncertainty: float,
+    ) -> None:
+        self._writable()
+        record = self.image(image_id)
+        classmap, _ = self._check_mask(record, classmap, "prediction")
+        confidence = np.asarray(confidence_u8)
+        if confidence.shape != classmap.shape or confidence.dtype != np.uint8:
+            raise ValueError(
+                f"confidence must be uint8 {classmap.shape}, got {confidence.dtype} {confidence.shape}"
+            )
+        class_data = encode_png8(classmap, self._palette())
+        conf_data = encode_png8(np.ascontiguousarray(confidence))
+        class_path, conf_path = self._prediction_paths(record.id)
+        with self._write_lock:
+            jid = self._journal("prediction", {"id": record.id})
+            try:
+                atomic_write_bytes(class_path, class_data)
+                atomic_write_bytes(conf_path, conf_data)
+            except BaseException:
+                # Which of the two files is new is unknown: drop the prediction (the repair).
+                with contextlib.suppress(UserError):
+                    self._repair("prediction", {"id": record.id})
+                self._drop_journal(jid)
+                raise
+            with self._tx() as conn:
+                conn.execute(
+                    "UPDATE images SET prediction_run = ?, uncertainty = ? WHERE id = ?",
+                    (run, None if uncertainty is None else float(uncertainty), record.id),
+                )
+                conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
+
+    def delete_prediction(self, image_id: int) -> None:
+        self._writable()
+        record = self.image(image_id)
+        with self._write_lock:
+            jid = self._journal("prediction", {"id": record.id})
+            self._repair("prediction", {"id": record.id})
+            self._drop_journal(jid)
