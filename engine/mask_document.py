@@ -282,9 +282,14 @@ class MaskDocument:
         image: np.ndarray | None = None,
         tolerance: float = 0.0,
         connectivity: int = 4,
+        fill_holes: bool = True,
     ) -> Rect | None:
         """Fill the connected region around (x, y) whose image values are within ``tolerance``
-        of the seed's (on every channel); without an image, the region of the seed's label."""
+        of the seed's (on every channel); without an image, the region of the seed's label.
+
+        ``fill_holes``: pixels the region encloses are filled too. On noisy images (electron
+        microscopy, photos in low light) a region of "similar colour" is riddled with single
+        pixels just past the tolerance; the user meant the whole object."""
         if not (0 <= x < self.width and 0 <= y < self.height):
             return None
         source = self._labels if image is None else _floodable(image)
@@ -302,6 +307,8 @@ class MaskDocument:
             return None
         rect = (rx, ry, rx + rw, ry + rh)
         where = mask[ry + 1 : ry + 1 + rh, rx + 1 : rx + 1 + rw].view(bool)
+        if fill_holes:
+            where = _with_holes_filled(where)
         return self._apply_local(rect, where, int(value))
 
     def apply_values(self, where: np.ndarray, values: np.ndarray | int) -> Rect | None:
@@ -386,6 +393,17 @@ class MaskDocument:
         self._undo.clear()
         self._redo.clear()
         self._undo_bytes = 0
+
+
+def _with_holes_filled(region: np.ndarray) -> np.ndarray:
+    """``region`` plus every pixel it encloses (not reachable from outside its bounding box)."""
+    h, w = region.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)
+    outside[1:-1, 1:-1] = region
+    # Flood the background from the padded border; whatever it cannot reach is a hole.
+    mask = np.zeros((h + 4, w + 4), np.uint8)
+    cv2.floodFill(outside, mask, (0, 0), 2, 0, 0, 4)
+    return outside[1:-1, 1:-1] != 2
 
 
 def _floodable(image: np.ndarray) -> np.ndarray:

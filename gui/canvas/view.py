@@ -48,7 +48,7 @@ class Canvas(QGraphicsView):
         self.document: MaskDocument | None = None
         self._raw: np.ndarray | None = None
         self._display: np.ndarray | None = None  # uint8 H x W grey or uint32 H x W 0xffRRGGBB
-        self._fill_cache: np.ndarray | None = None
+        self._fill_cache: tuple[bool, np.ndarray] | None = None  # (smoothed, image)
         self._colors: list[tuple[int, int, int]] = []
         self._notice = ""
         self.read_only = False  # a project opened read-only: look, don't paint
@@ -196,18 +196,27 @@ class Canvas(QGraphicsView):
     # ------------------------------------------------------- tool inputs
     def fill_source(self) -> np.ndarray | None:
         """The image flood fill compares colours on: the raw 8-bit pixels, or what the screen
-        shows for deeper images (so the tolerance means the same 0-255 everywhere)."""
+        shows for deeper images (so the tolerance means the same 0-255 everywhere); blurred
+        a little when the context asks for it. Computed once per image and setting."""
         raw, display = self._raw, self._display
+        smooth = self.context.smooth_fill
+        if self._fill_cache is not None and self._fill_cache[0] == smooth:
+            return self._fill_cache[1]
         if raw is not None and raw.dtype == np.uint8:
-            return raw
-        if display is None:
+            source = raw
+        elif display is None:
             return None
-        if display.dtype == np.uint8:
-            return display
-        if self._fill_cache is None:
+        elif display.dtype == np.uint8:
+            source = display
+        else:
             bgra = display.view(np.uint8).reshape(display.shape[0], display.shape[1], 4)
-            self._fill_cache = np.ascontiguousarray(bgra[:, :, 2::-1])
-        return self._fill_cache
+            source = np.ascontiguousarray(bgra[:, :, 2::-1])
+        if smooth:
+            if source.ndim == 3 and source.shape[2] > 3:
+                source = np.ascontiguousarray(source[:, :, :3])
+            source = cv2.GaussianBlur(source, (5, 5), 1.0)
+        self._fill_cache = (smooth, source)
+        return source
 
     def display_crop(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray | None:
         """The shown image (uint8 RGB, or grey) inside a rectangle."""

@@ -218,7 +218,8 @@ class ImageDelegate(QStyledItemDelegate):
         painter.drawText(QRect(x, r.top() + 6, width, line), Qt.AlignmentFlag.AlignLeft, name)
         share = index.data(ShareRole)
         error = index.data(ErrorRole)
-        detail = f"{status}  {share * 100:.0f}% labeled" if not error else "cannot be read"
+        shown = "labeled" if status == "partly" and share >= 0.9995 else status
+        detail = f"{shown}  {share * 100:.0f}% labeled" if not error else "cannot be read"
         painter.setPen(color if not selected else text_color)
         painter.drawText(QRect(x, r.top() + 8 + line, width, line), Qt.AlignmentFlag.AlignLeft,
                          detail)

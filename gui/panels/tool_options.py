@@ -45,6 +45,12 @@ class ToolOptionsBar(QToolBar):
                                        "a pixel may be and still be filled")
         self.tolerance_spin.setValue(context.tolerance)
         self.addWidget(self.tolerance_spin)
+        self.smooth_check = QCheckBox("Smooth")
+        self.smooth_check.setToolTip("Flood fill: compare a lightly blurred image, so that "
+                                     "noise does not leave holes and ragged edges")
+        self.smooth_check.setChecked(context.smooth_fill)
+        self.smooth_check.toggled.connect(lambda on: setattr(context, "smooth_fill", on))
+        self.addWidget(self.smooth_check)
 
         self.addSeparator()
         self.labels_check = QCheckBox("Labels")

@@ -31,6 +31,9 @@ class ToolContext(QObject):
         self._brush = 12.0
         self._tolerance = 16
         self.num_classes = 0
+        # Flood fill compares a lightly blurred image: on noisy images (EM, low light) the
+        # region is then the object, not a sieve of the pixels that happen to be close.
+        self.smooth_fill = True
 
     @property
     def current_class(self) -> int:

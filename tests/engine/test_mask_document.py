@@ -69,8 +69,11 @@ def test_flood_fill_stops_at_image_edges_within_tolerance():
     assert rect == (0, 0, 40, 64)
     assert (doc.labels[:, :40] == 1).all() and (doc.labels[:, 40:] == UNLABELED).all()
     doc.undo()
-    doc.flood_fill(5, 5, 1, image, tolerance=5)
+    doc.flood_fill(5, 5, 1, image, tolerance=5, fill_holes=False)
     assert doc.labels[15, 15] == UNLABELED and doc.labels[5, 5] == 1
+    doc.undo()
+    doc.flood_fill(5, 5, 1, image, tolerance=5)  # the enclosed square is a hole: filled
+    assert doc.labels[15, 15] == 1 and doc.labels[5, 50] == UNLABELED
 
 
 def test_flood_fill_on_rgb_and_16bit_and_labels():
@@ -217,3 +220,19 @@ def test_apply_patch_writes_a_crop_in_place():
     assert (doc.labels == 3).sum() == 6 and doc.labels[21, 12] == 3
     with pytest.raises(ValueError):
         doc.apply_patch(78, 0, where, 3)
+
+
+def test_flood_fill_fills_the_holes_noise_leaves():
+    rng = np.random.default_rng(1)
+    image = np.full((60, 60), 200, np.uint8)
+    image[10:50, 10:50] = 20
+    specks = np.zeros((60, 60), bool)
+    specks[12:48, 12:48] = rng.random((36, 36)) < 0.05
+    image[specks] = 120  # noise inside the dark square, past the tolerance
+    doc = blank(60, 60)
+    doc.flood_fill(30, 30, 1, image, tolerance=15)
+    assert (doc.labels[10:50, 10:50] == 1).all()
+    assert (doc.labels[:10] == UNLABELED).all() and (doc.labels[50:] == UNLABELED).all()
+    doc.undo()
+    doc.flood_fill(30, 30, 1, image, tolerance=15, fill_holes=False)
+    assert (doc.labels[10:50, 10:50] == UNLABELED).sum() == (specks[10:50, 10:50]).sum()

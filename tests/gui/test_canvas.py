@@ -83,10 +83,26 @@ def test_polygon_double_click_fills(qtbot, canvas):
 
 
 def test_flood_fill_takes_the_similar_half(qtbot, canvas):
+    canvas.context.smooth_fill = False  # the exact edge (smoothing moves it by a pixel)
     canvas.set_tool("fill")
     click(qtbot, canvas, 120, 60)
     lab = canvas.document.labels
     assert (lab[:, W // 2 :] == 1).all() and (lab[:, : W // 2] == UNLABELED).all()
+
+
+def test_smoothed_flood_fill_ignores_noise(qtbot, canvas):
+    rng = np.random.default_rng(0)
+    image = np.full((H, W), 60, np.uint8)
+    image[:, W // 2 :] = 190
+    image = np.clip(image + rng.normal(0, 12, image.shape), 0, 255).astype(np.uint8)
+    doc = MaskDocument(np.full((H, W), UNLABELED, np.uint8))
+    canvas.set_content(image, image, doc)
+    canvas.set_tool("fill")
+    canvas.context.set_tolerance(20)
+    click(qtbot, canvas, 40, 60)
+    left = doc.labels[:, : W // 2 - 3] == 1
+    assert left.mean() > 0.98
+    assert (doc.labels[:, W // 2 + 3 :] == UNLABELED).all()
 
 
 def test_undo_redo_and_eyedropper(qtbot, canvas):
