@@ -265,3 +265,42 @@ def test_screenshot_of_a_labeled_image(qtbot, window, tmp_path):
     # The membrane class colour (VOC class 1, dark red at 50%) shows over the grey image.
     reddish = (pixels[:, :, 0].astype(int) - pixels[:, :, 1]) > 40
     assert reddish.sum() > 200
+
+
+def test_view_and_size_keys(qtbot, window):
+    canvas = window.canvas
+    size = window.context.brush_size
+    key(qtbot, window, Qt.Key.Key_BracketRight)
+    assert window.context.brush_size > size
+    key(qtbot, window, Qt.Key.Key_BracketLeft)
+    key(qtbot, window, Qt.Key.Key_BracketLeft)
+    assert window.context.brush_size < size
+    assert canvas.brush_outline.boundingRect().width() < size + 4
+    key(qtbot, window, Qt.Key.Key_L)
+    assert not canvas.labels_visible() and not window.tool_options.labels_check.isChecked()
+    key(qtbot, window, Qt.Key.Key_L)
+    assert canvas.labels_visible()
+    fitted = canvas.zoom
+    key(qtbot, window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert canvas.zoom == 1.0
+    key(qtbot, window, Qt.Key.Key_F)
+    assert canvas.zoom == pytest.approx(fitted)
+    window.tool_options.opacity_slider.setValue(80)
+    assert canvas.label_item.layer_opacity() == pytest.approx(0.8)
+
+
+def test_prediction_layer_and_ctrl_click(qtbot, window):
+    canvas = window.canvas
+    classmap = np.zeros((512, 512), np.uint8)
+    classmap[:, 256:] = 1
+    confidence = np.full((512, 512), 0.9, np.float32)
+    canvas.set_prediction(classmap, confidence)
+    assert canvas.prediction_item.boundingRect().width() == 512
+    canvas.set_confidence_visible(True)
+    assert canvas.confidence_item.isVisible()
+    canvas.set_prediction(None, None)
+    assert canvas.prediction_item.boundingRect().isEmpty()
+    with qtbot.waitSignal(canvas.ctrlClicked, timeout=1000) as blocker:
+        click(qtbot, canvas, 300, 200, Qt.KeyboardModifier.ControlModifier)
+    assert blocker.args == [300, 200]
+    assert (window.document.labels == UNLABELED).all()
