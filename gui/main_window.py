@@ -290,7 +290,8 @@ class MainWindow(QMainWindow):
         self.tool_options.set_contrast(loaded.contrast,
                                        integer=loaded.raw is not None and loaded.raw.dtype.kind in "ui")
         self.image_panel.select(image_id, emit=False)
-        self.canvas.setFocus()
+        if not self.image_panel.view.hasFocus():  # arrow keys in the list keep working
+            self.canvas.setFocus()
         self._update_image_actions()
         self.currentImageChanged.emit(image_id)
         # The neighbours, so that PgDown/PgUp find them ready.

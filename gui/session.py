@@ -143,6 +143,10 @@ class LabelSession(QObject):
         except UserError as exc:
             self.saveFailed.emit(str(exc))
             return False
+        except Exception as exc:  # a fault of ours must not lose the labels either
+            self.saveFailed.emit(f"image {image_id}: cannot save the label "
+                                 f"({type(exc).__name__}: {exc})")
+            return False
         doc.mark_saved(revision)
         return True
 
