@@ -333,6 +333,19 @@ def test_decompression_bomb_refused_by_header(tmp_path):
     _assert_user_error(path, "limit")
 
 
+def test_tiff_bomb_refused_by_header(tmp_path):
+    path = tmp_path / "bomb.tif"
+    tifffile.imwrite(path, np.zeros((16, 16), np.uint8))
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        for name in ("ImageWidth", "ImageLength"):  # claim 50000 x 50000
+            tag = tif.pages[0].tags[name]
+            assert tag.dtype == 4 and tif.byteorder == "<"  # little-endian LONG, as tifffile writes
+            data[tag.valueoffset : tag.valueoffset + 4] = struct.pack("<I", 50000)
+    path.write_bytes(bytes(data))
+    _assert_user_error(path, "limit")
+
+
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(UserError, match="not found"):
         read_image(tmp_path / "nope.png")
