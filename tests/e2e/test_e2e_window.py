@@ -25,7 +25,7 @@ def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier) -> None:
     qtbot.keyClick(window.canvas, k, modifier)
 
 
-def test_opens_at_the_first_image_fitted(window, membrane_project):
+def test_opens_at_the_first_image_fitted(qtbot, window, membrane_project):
     assert window.windowTitle() == "Maskloop \u2014 membranes"
     first = window.project.images()[0]
     assert window.current_image_id() == first.id
@@ -33,6 +33,9 @@ def test_opens_at_the_first_image_fitted(window, membrane_project):
     vp = window.canvas.viewport().rect()
     assert vp.contains(at(window.canvas, 0, 0)) and vp.contains(at(window.canvas, 511, 511))
     assert window.loop is not None  # the training loop's docks are in
+    qtbot.waitUntil(lambda: len(window.image_panel.model.thumbs) == 3, timeout=5000)
+    thumb = window.image_panel.model.thumbs[first.id]
+    assert max(thumb.width(), thumb.height()) == 72
     # (That building the window imports no torch is checked in a fresh process, in
     # test_e2e_projects.py::test_autosave_survives_a_crash: here other tests may have.)
 
