@@ -44,8 +44,8 @@ def _plain(value: Any, where: str) -> Any:
         return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # numpy scalars
-        return value.item()
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # numpy scalars and arrays
+        return value.tolist()
     raise TypeError(f"checkpoint field {where} has a non-data value of type {type(value).__name__}")
 
 
@@ -73,7 +73,7 @@ def save_checkpoint(path: str | os.PathLike, model, meta: Mapping[str, Any]) -> 
         state = dict(model)
     else:
         state = _unwrap(model).state_dict()
-    state = {k: v.detach().cpu().clone() for k, v in state.items()}
+    state = {k: v.detach().cpu() for k, v in state.items()}
     from engine.models.weights import strip_prefixes
 
     state = strip_prefixes(state)

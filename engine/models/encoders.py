@@ -97,15 +97,13 @@ class VGG16BNEncoder(nn.Module):
         self.strides = [1, 2, 4, 8, 16]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
+        feats = torch.jit.annotate(list[torch.Tensor], [])
         last = self.pools[-1]
         for i, layer in enumerate(self.features):
-            if i == last:  # the fifth pool would only feed a classifier
-                break
             if i in self.pools:
                 feats.append(x)
-            x = layer(x)
-        feats.append(x)
+            if i != last:  # the fifth pool would only feed a classifier
+                x = layer(x)
         return feats
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> bool:

@@ -60,23 +60,25 @@ class FCN(nn.Module):
         self.class_dependent = tuple(head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        # Written for TorchScript too (export): no dicts of skips, hasattr() for optional layers.
+        h, w = x.shape[-2], x.shape[-1]
         x = pad_to_multiple(x, self.pad_multiple)
-        pool3 = self.pools[2]
-        pool4 = self.pools[3]
-        skips = {}
+        pool3, pool4 = self.pools[2], self.pools[3]
+        skip3, skip4 = x, x
         for i, layer in enumerate(self.features):
             x = layer(x)
-            if i == pool3 or i == pool4:
-                skips[i] = x
+            if i == pool3:
+                skip3 = x
+            if i == pool4:
+                skip4 = x
         x = self.drop(self.relu(self.fc6(x)))
         x = self.drop(self.relu(self.fc7(x)))
         score = self.score_fr(x)
-        if self.stride <= 16:
-            score = self.upscore2(score) + self.score_pool4(skips[pool4])
-        if self.stride == 8:
-            score = self.upscore_pool4(score) + self.score_pool3(skips[pool3])
-        return self.upscore(score)[..., :h, :w]
+        if hasattr(self, "score_pool4"):
+            score = self.upscore2(score) + self.score_pool4(skip4)
+        if hasattr(self, "score_pool3"):
+            score = self.upscore_pool4(score) + self.score_pool3(skip3)
+        return self.upscore(score)[:, :, :h, :w]
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> bool:
         """Load a torchvision VGG16 (or VGG16-BN) state dict: features, and fc6/fc7 reshaped."""

@@ -69,8 +69,11 @@ def test_onnx_matches_torch_at_several_sizes(tmp_path, name, options):
     assert meta["model"]["name"] == name and meta["exported_as"] == "onnx"
 
 
-def test_torchscript_reloads_and_matches_any_size(tmp_path):
-    ckpt = _checkpoint(tmp_path, "unet", channels=3, base=4, depth=2, norm="group")
+@pytest.mark.parametrize("name,options", [("unet", {"base": 4, "depth": 2, "norm": "group"}),
+                                          ("unet", {"encoder": "vgg16_bn"}),
+                                          ("fcn16s", {"fc_channels": 16})])
+def test_torchscript_reloads_and_matches_any_size(tmp_path, name, options):
+    ckpt = _checkpoint(tmp_path, name, channels=3, **options)
     out = export_model(ckpt, "torchscript", tmp_path / "model.ts")
     loaded = torch.jit.load(str(out))
     rng = np.random.default_rng(1)
