@@ -16,7 +16,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 
 from gui.loop.training_panel import MODEL_LABELS
 
-RUN_COLUMNS = ("", "Run", "Model", "Val. mIoU", "Status", "Created")
+# The run's name starts with its date and time, so "created" needs no column (it is a tooltip).
+RUN_COLUMNS = ("", "Run", "Model", "Val. mIoU", "Status")
 
 
 def usable_run(run) -> bool:
@@ -78,9 +79,11 @@ class ModelPanel(QWidget):
         self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.runs_table.verticalHeader().setVisible(False)
+        self.runs_table.setWordWrap(False)
+        self.runs_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep the model suffix
         header = self.runs_table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setStretchLastSection(True)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.runs_table.setToolTip("Double-click a run to predict with it; select several and "
                                    "press Compare to see their per-class IoU side by side")
         self.runs_table.itemDoubleClicked.connect(self._double_clicked)
@@ -136,10 +139,14 @@ class ModelPanel(QWidget):
             usable = usable_run(run)
             values = ["●" if run.name == active else "", run.name,
                       MODEL_LABELS.get(run.model, run.model), _fmt(mean_iou(run.metrics)),
-                      run.status, str(run.created)[:16].replace("T", " ")]
+                      run.status]
+            tip = (f"{run.name}: {MODEL_LABELS.get(run.model, run.model)}, created "
+                   f"{str(run.created)[:19].replace('T', ' ')} UTC, {run.status}"
+                   + (" (the active model)" if run.name == active else ""))
             for col, text in enumerate(values):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, run.name)
+                item.setToolTip(tip)
                 if not usable:
                     item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsSelectable)
                     item.setForeground(self.palette().placeholderText())

@@ -25,9 +25,17 @@ Emit = Callable[[object], None]
 Job = Callable[[Emit, threading.Event], Any]
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container or taskset may allow fewer than exist)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity call
+        return max(1, os.cpu_count() or 1)
+
+
 def training_threads() -> int:
     """Threads torch may use in a job: all cores but one, which stays with the GUI thread."""
-    return max(1, (os.cpu_count() or 1) - 1)
+    return max(1, usable_cores() - 1)
 
 
 class _Runner(QObject):

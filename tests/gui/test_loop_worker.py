@@ -91,7 +91,9 @@ def test_a_worker_starts_only_once(qtbot):
 
 
 def test_training_leaves_the_gui_a_core(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    import gui.loop.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "usable_cores", lambda: 8)
     assert training_threads() == 7
-    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    monkeypatch.setattr(worker_module, "usable_cores", lambda: 1)
     assert training_threads() == 1
