@@ -307,3 +307,22 @@ def test_prediction_layer_and_ctrl_click(qtbot, window):
         click(qtbot, canvas, 300, 200, Qt.KeyboardModifier.ControlModifier)
     assert blocker.args == [300, 200]
     assert (window.document.labels == UNLABELED).all()
+
+
+def test_enter_accepts_a_stored_prediction_when_no_shape_is_pending(qtbot, window):
+    """The loop's Enter reaches the window through the canvas when no polygon waits."""
+    ids = [r.id for r in window.project.images()]
+    classmap = np.zeros((512, 512), np.uint8)
+    classmap[:, 256:] = 1
+    window.project.write_prediction(ids[1], classmap, np.full((512, 512), 200, np.uint8),
+                                    run="test-run", uncertainty=0.2)
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    assert window.current_image_id() == ids[1]
+    window.context.set_current_class(2)
+    drag(qtbot, window.canvas, [(300, 10), (360, 10)])  # painted pixels stay as painted
+    key(qtbot, window, Qt.Key.Key_Return)
+    labels = window.document.labels
+    assert labels[100, 100] == 0 and labels[100, 400] == 1 and labels[10, 330] == 2
+    assert (labels != UNLABELED).all()
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo step
+    assert window.document.labels[100, 400] == UNLABELED
