@@ -284,3 +284,19 @@ def test_autosave_survives_a_crash(membrane_project, tmp_path):
         assert (labels[100, 100:301] == 0).all()
         assert project.image(first.id).labeled_pixels == int((labels != UNLABELED).sum())
         assert read_png8(project.label_path(first.id)).shape == (512, 512)
+
+
+def test_unknown_option_is_refused_in_one_line(capsys):
+    from gui.app import main
+
+    assert main(["--colour"]) == 2
+    assert capsys.readouterr().err.strip().count("\n") == 0
+
+
+def test_a_missing_project_on_the_command_line_is_a_message(bare_window, dialogs, tmp_path):
+    from gui.app import startup_project
+
+    startup_project(bare_window, [str(tmp_path / "nowhere")])
+    assert bare_window.project is None
+    (title, text), = dialogs.errors
+    assert "nowhere" in text and "no such project folder" in text
