@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
-from gui.theme import icon
+from gui.theme import icon, on_palette_changed
 from gui.tools import TOOL_CLASSES
 
 if TYPE_CHECKING:
@@ -23,7 +23,13 @@ class Actions:
     def __init__(self, window: MainWindow) -> None:
         self.window = window
         self._by_name: dict[str, QAction] = {}
+        self._icons: dict[str, str] = {}
         self._build()
+        on_palette_changed(self._redraw_icons)
+
+    def _redraw_icons(self) -> None:
+        for name, icon_name in self._icons.items():
+            self._by_name[name].setIcon(icon(icon_name))
 
     def __getitem__(self, name: str) -> QAction:
         return self._by_name[name]
@@ -43,6 +49,7 @@ class Actions:
             action.setStatusTip(tip)
         if icon_name:
             action.setIcon(icon(icon_name))
+            self._icons[name] = icon_name
         action.setCheckable(checkable)
         if slot is not None:
             action.triggered.connect(slot)

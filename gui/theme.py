@@ -56,9 +56,22 @@ def apply_theme(app: QApplication) -> None:
         app.setStyleSheet(sheet.read_text(encoding="utf-8"))
 
 
+_palette_listeners: list = []
+
+
+def on_palette_changed(callback) -> None:
+    """``callback()`` after the system switched between light and dark (icons redraw)."""
+    _palette_listeners.append(callback)
+
+
 def _apply_palette(app: QApplication) -> None:
     app.setPalette(dark_palette() if is_dark() else app.style().standardPalette())
     icon.cache_clear()
+    for callback in list(_palette_listeners):
+        try:
+            callback()
+        except RuntimeError:  # its window is gone (a C++ object deleted)
+            _palette_listeners.remove(callback)
 
 
 @lru_cache(maxsize=None)
