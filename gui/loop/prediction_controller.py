@@ -170,6 +170,10 @@ class PredictionController(QObject):
         project = self.window.project
         if project is None or (self.all_worker is not None and self.all_worker.is_running()):
             return False
+        if getattr(project, "readonly", False):
+            self.window.show_error("Cannot predict", "This project is open read-only (another "
+                                   "Maskloop has it open); predictions could not be stored.")
+            return False
         if self.active_checkpoint is None:
             self.window.show_error("No model yet", "Train a model first (Ctrl+T), or choose one "
                                    "in the Models panel; then Predict all.")

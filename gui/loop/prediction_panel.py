@@ -34,9 +34,9 @@ class PredictionPanel(QWidget):
         self.confidence_check = QCheckBox("Confidence heat map")
         self.confidence_check.setToolTip("Shade the pixels the model is unsure of")
         self.confidence_check.toggled.connect(self.confidenceToggled)
-        self.after_epoch_check = QCheckBox("Refresh after each epoch")
-        self.after_epoch_check.setToolTip("Predict the current image with every new checkpoint "
-                                          "while training (costs some training speed on a CPU)")
+        self.after_epoch_check = QCheckBox("Refresh while training")
+        self.after_epoch_check.setToolTip("Predict the current image with each checkpoint the "
+                                          "training saves (costs some training speed on a CPU)")
 
         form = QFormLayout()
         form.addRow(self.show_check)

@@ -97,3 +97,31 @@ def test_training_leaves_the_gui_a_core(monkeypatch):
     assert training_threads() == 7
     monkeypatch.setattr(worker_module, "usable_cores", lambda: 1)
     assert training_threads() == 1
+
+
+def test_the_loop_installs_without_importing_torch(tmp_path):
+    """torch takes seconds to import: the window with the loop's docks must open without it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication([])\n"
+        "from engine.project.sample import write_sample\n"
+        f"project = write_sample({str(tmp_path / 'sample')!r})\n"
+        "from gui.main_window import MainWindow\n"
+        "w = MainWindow(); w.show(); w.set_project(project)\n"
+        "app.processEvents()\n"
+        "assert w.loop is not None and w.loop.docks['training'].isVisible()\n"
+        "print('torch' in sys.modules)\n"
+        "w.set_project(None)\n"
+    )
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen",
+           "MASKLOOP_DATA_DIR": str(tmp_path / "data"), "HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False"
