@@ -4,7 +4,7 @@ Twenty 256 x 256 RGB "micrographs" of three textured classes:
 
 - ``background``: a pale, blotchy, grainy field;
 - ``cell``: round-ish blobs, violet, with a dark rim and speckled inside;
-- ``debris``: thin dark-brown fibres across the field.
+- ``debris``: dark-brown fibres, 4-6 pixels wide, across the field.
 
 Images 1-4 are fully labeled, images 5-9 carry only a few strokes (the rest of their pixels
 unlabeled, as a user's first scribbles would be), images 10-20 are unlabeled: a newcomer can
@@ -78,14 +78,14 @@ def make_image(rng: np.random.Generator, size: int = SIZE) -> tuple[np.ndarray, 
     image[rim] *= 0.6
     label[cells] = 1
 
-    # Debris: thin dark fibres, drawn last (on top of cells).
+    # Debris: dark fibres, drawn last (on top of cells).
     fibres = np.zeros((size, size), np.uint8)
     for _ in range(rng.integers(1, 4)):
         points = [rng.uniform(0, size, 2)]
         for _ in range(rng.integers(2, 5)):
             points.append(points[-1] + rng.uniform(-60, 60, 2))
         pts = np.round(np.array(points)).astype(np.int32).reshape(-1, 1, 2)
-        cv2.polylines(fibres, [pts], False, 1, thickness=int(rng.integers(2, 4)))
+        cv2.polylines(fibres, [pts], False, 1, thickness=int(rng.integers(4, 7)))
     fibre_mask = fibres.astype(bool)
     image[fibre_mask] = np.array([90, 60, 35], np.float32) + 8 * rng.standard_normal((fibre_mask.sum(), 1))
     label[fibre_mask] = 2
