@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 
+from engine.errors import UserError
 from gui.loop.prediction_panel import PredictionPanel
 from gui.loop.predictions import accept_unlabeled, pick_next, region_at
 from gui.loop.worker import Worker, training_threads
@@ -145,8 +146,12 @@ class PredictionController(QObject):
         project = self.window.project
         confidence = confidence_to_u8(prediction.confidence)
         if store and project is not None and run is not None:
-            project.write_prediction(image_id, prediction.classmap, confidence, run,
-                                     float(prediction.uncertainty))
+            try:
+                project.write_prediction(image_id, prediction.classmap, confidence, run,
+                                         float(prediction.uncertainty))
+            except UserError as exc:  # the image was removed meanwhile, or the disk is full
+                self.window.status_message(f"Prediction not stored: {exc}", 10_000)
+                return
             self.window.image_panel.refresh([image_id])
         if image_id == self.window.current_image_id():
             self._show((image_id, prediction.classmap, confidence))
