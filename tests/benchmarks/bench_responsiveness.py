@@ -173,49 +173,68 @@ def measure(seconds: float, step_count, cleanup) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=20.0, help="measured seconds per case")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="repeat every case, interleaved; medians are reported (a shared "
+                             "machine's noise hits one round, not all)")
     parser.add_argument("--cases", default="idle,plain,worker-1,worker-all")
     args = parser.parse_args(argv)
 
     app = QApplication.instance() or QApplication([])  # noqa: F841 - the GUI event loop
     from engine.project.sample import write_sample
-
     from gui.loop.worker import usable_cores
 
     cores = usable_cores()
-    rows = []
+    n1 = max(1, cores - 1)
+    cases = {
+        "idle": ("idle (no training)", lambda project: case_idle(args.seconds, project)),
+        "plain": (f"plain torch thread, {cores} threads",
+                  lambda project: case_plain_torch(args.seconds, project)),
+        "worker-1": (f"worker, {n1} thread(s) = cores-1",
+                     lambda project: case_worker(args.seconds, project, n1)),
+        "worker-all": (f"worker, {cores} threads = all",
+                       lambda project: case_worker(args.seconds, project, cores)),
+    }
+    chosen = args.cases.split(",")
+    for case in chosen:
+        if case not in cases:
+            parser.error(f"unknown case {case!r}; choose from {', '.join(cases)}")
+    results: dict[str, list[dict]] = {case: [] for case in chosen}
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         project = write_sample(Path(tmp) / "sample")
         try:
-            for case in args.cases.split(","):
-                if case == "idle":
-                    label, result = "idle (no training)", case_idle(args.seconds, project)
-                elif case == "plain":
-                    label, result = f"plain torch thread, {cores} threads", case_plain_torch(args.seconds, project)
-                elif case == "worker-1":
-                    n = max(1, cores - 1)
-                    label, result = f"worker, {n} thread(s) = cores-1", case_worker(args.seconds, project, n)
-                elif case == "worker-all":
-                    label, result = f"worker, {cores} threads = all", case_worker(args.seconds, project, cores)
-                else:
-                    parser.error(f"unknown case {case!r}")
-                rows.append((label, result))
-                print(f"... {label}: done", file=sys.stderr, flush=True)
+            for round_ in range(args.rounds):
+                for case in chosen:
+                    results[case].append(cases[case][1](project))
+                    print(f"... round {round_ + 1}: {cases[case][0]} done", file=sys.stderr, flush=True)
         finally:
             project.close()
+    load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     print(f"\nGUI event-loop gaps during CPU training ({cores} cores, {TICK_MS} ms timer, "
-          f"{args.seconds:.0f} s per case, U-Net, crop {CROP}, batch {BATCH})\n")
-    print(f"| case | ticks | p50 gap ms | p99 gap ms | max gap ms | training images/s |")
-    print(f"|---|---:|---:|---:|---:|---:|")
-    base_speed = next((r["speed"] for label, r in rows if label.startswith("plain")), None)
-    for label, r in rows:
-        g = r["gaps"]
-        speed = "–" if r["speed"] is None else f"{r['speed']:.1f}"
-        if r["speed"] is not None and base_speed:
-            speed += f" ({r['speed'] / base_speed:.2f}x plain)"
-        print(f"| {label} | {len(g)} | {np.percentile(g, 50):.1f} | {np.percentile(g, 99):.1f} | "
-              f"{g.max():.1f} | {speed} |")
+          f"{args.seconds:.0f} s per case x {args.rounds} round(s), U-Net, crop {CROP}, "
+          f"batch {BATCH}; load average {load_before:.1f} before, {load_after:.1f} after)\n")
+    print("| case | p50 gap ms | p99 gap ms | max gap ms (median; worst) | training images/s |")
+    print("|---|---:|---:|---:|---:|")
+
+    def median(values):
+        return float(np.median(values))
+
+    speeds = {case: [r["speed"] for r in rs if r["speed"] is not None] for case, rs in results.items()}
+    base = median(speeds["plain"]) if speeds.get("plain") else None
+    for case in chosen:
+        rs = results[case]
+        p50 = median([np.percentile(r["gaps"], 50) for r in rs])
+        p99 = median([np.percentile(r["gaps"], 99) for r in rs])
+        maxes = [float(r["gaps"].max()) for r in rs]
+        speed = "–"
+        if speeds[case]:
+            speed = f"{median(speeds[case]):.1f}"
+            if base:
+                speed += f" ({median(speeds[case]) / base:.2f}x plain)"
+        print(f"| {cases[case][0]} | {p50:.1f} | {p99:.1f} | {median(maxes):.1f}; {max(maxes):.1f} "
+              f"| {speed} |")
     print("\nTargets: p99 < 30 ms, max < 100 ms.")
     return 0
 
