@@ -130,12 +130,15 @@ def install_loop(window) -> Loop:
     toolbar = getattr(window, "toolbar", None)
     if toolbar is not None:
         toolbar.addSeparator()
-        for key in ("train", "stop", "predict_all", "label_next"):
+        # One Train button that turns into Stop while training (the menu has both).
+        for key in ("train", "predict_all", "label_next"):
             toolbar.addAction(act[key])
 
     def running_changed(running: bool) -> None:
         act["stop"].setEnabled(running)
         act["train"].setText("&Stop training" if running else "&Train")
+        act["train"].setToolTip("Stop training (Ctrl+T)" if running else
+                                "Train a model on the labeled images (Ctrl+T)")
 
     training.runningChanged.connect(running_changed)
     training.trainingFinished.connect(models.training_finished)

@@ -138,7 +138,11 @@ class TrainingController(QObject):
             self.window.show_error("Cannot train", "This project is open read-only (another "
                                    "Maskloop has it open); training would write a model into it.")
             return False
-        self.window.flush_labels()  # the engine reads the label files: they must be current
+        # The engine reads the label files: they must be current.
+        if self.window.flush_labels() is False:
+            self.window.show_error("Cannot train", "Some labels could not be saved, so training "
+                                   "would not see them. Fix the cause shown before, then train.")
+            return False
         settings = self.panel.settings()
         project.set_setting(SETTINGS_KEY, settings)
         config = dict(settings)
