@@ -4,7 +4,7 @@ by the tile size rather than the image size.
 How a large image is predicted:
 
 - Tiles. Along each axis the image is covered by ``n`` equal tiles of at most ``tile`` pixels
-  that overlap by at least ``overlap`` pixels, spread evenly (not a fixed stride with a short
+  (1536) that overlap by at least ``overlap`` pixels (64), spread evenly (not a fixed stride with a short
   last tile), each a multiple of the network's padding multiple: so the pixels computed beyond
   the image's own are as few as the overlap allows. An image no bigger than one tile goes
   through in one forward pass (the network pads it).
@@ -41,7 +41,10 @@ import numpy as np
 from engine.errors import UserError
 from engine.normalization import normalize
 
-DEFAULT_TILE = 1024
+# 1536 rather than 1024: fewer seams, and the pixels computed twice in overlaps fall from ~19%
+# to ~9% of an 8192-pixel-wide image, which matters more than the 2.25x larger tile's memory
+# (a few hundred MB for the default U-Net).
+DEFAULT_TILE = 1536
 DEFAULT_OVERLAP = 64
 
 
@@ -138,6 +141,24 @@ class Predictor:
         return predictor
 
     def _forward(self, batch: np.ndarray):
+        """Softmax probabilities of a batch of tiles; on CUDA out-of-memory the batch is split
+        (and later batches kept smaller), down to one tile, before giving up with a clear message."""
+        import torch
+
+        try:
+            return self._forward_once(batch)
+        except torch.cuda.OutOfMemoryError:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                raise UserError(f"the GPU ran out of memory predicting one {batch.shape[2]} x "
+                                f"{batch.shape[3]} tile; predict on the CPU (--device cpu) or free "
+                                "GPU memory") from None
+            self.batch_size = max(1, len(batch) // 2)
+            half = len(batch) // 2
+            return torch.cat([self._forward(batch[:half]), self._forward(batch[half:])])
+
+    def _forward_once(self, batch: np.ndarray):
         import torch
 
         x = torch.from_numpy(batch).to(self.device, non_blocking=True)

@@ -12,7 +12,7 @@ Memory. A fresh subprocess creates the image and the predictor, predicts, and re
 resident set size (``VmHWM`` in /proc/self/status; Linux only) before and after.
 
     python tests/benchmarks/bench_inference.py [--size 2048] [--rounds 2] [--device cpu]
-                                               [--tile 1024] [--overlaps 32,64]
+                                               [--tile 1536] [--overlaps 64,32]
                                                [--memory-size 8192] [--threads 2]
 """
 
@@ -110,6 +110,7 @@ def throughput(args, device) -> list[tuple]:
     mp = image.size / 1e6
     overlaps = [int(v) for v in args.overlaps.split(",")]
     predictors = {o: Predictor(model, meta, device, tile=args.tile, overlap=o) for o in overlaps}
+    args.tile = next(iter(predictors.values())).tile
     whole_forward(model, meta, image[:512, :512], device)  # warm-up
     best = {"whole": float("inf"), **{o: float("inf") for o in overlaps}}
     results = {}
@@ -143,13 +144,14 @@ def memory_child(args) -> None:
     image = test_image(args.memory_size)
     before = vm_hwm_mb()
     t = time.perf_counter()
-    pred = Predictor(model, meta, device, tile=args.tile, overlap=int(args.overlaps.split(",")[0])).predict(image)
+    predictor = Predictor(model, meta, device, tile=args.tile, overlap=int(args.overlaps.split(",")[0]))
+    pred = predictor.predict(image)
     seconds = time.perf_counter() - t
     gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if device.type == "cuda" else None
     print(json.dumps({"before_mb": before, "peak_mb": vm_hwm_mb(), "seconds": seconds,
                       "image_mb": image.nbytes / 2 ** 20,
                       "outputs_mb": (pred.classmap.nbytes + pred.confidence.nbytes) / 2 ** 20,
-                      "gpu_peak_mb": gpu}))
+                      "gpu_peak_mb": gpu, "tile": predictor.tile, "overlap": predictor.overlap}))
 
 
 def vm_hwm_mb() -> float:
@@ -165,8 +167,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--tile", type=int, default=1024)
-    parser.add_argument("--overlaps", default="32,64")
+    parser.add_argument("--tile", type=int, default=None, help="default: the Predictor's")
+    parser.add_argument("--overlaps", default="64,32")
     parser.add_argument("--memory-size", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train-seconds", type=float, default=60.0)
@@ -191,12 +193,12 @@ def main() -> None:
         for label, seconds, mps, ratio, agree in rows:
             print(f"{label:<32} {seconds:8.2f} {mps:7.2f} {ratio:6.2f} {agree:8.3f}")
     if not args.skip_memory:
-        cmd = [sys.executable, __file__, "--memory-child", "--device", args.device, "--tile", str(args.tile),
-               "--overlaps", args.overlaps, "--memory-size", str(args.memory_size), "--threads", str(args.threads)]
+        cmd = [sys.executable, __file__, "--memory-child", "--device", args.device,
+               *(["--tile", str(args.tile)] if args.tile else []), "--overlaps", args.overlaps, "--memory-size", str(args.memory_size), "--threads", str(args.threads)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         m = json.loads(out)
         print(f"\npeak memory predicting a {args.memory_size} x {args.memory_size} grey image "
-              f"(tile {args.tile}), fresh process")
+              f"(tile {m['tile']}, overlap {m['overlap']}), fresh process")
         print(f"{'resident before predict (torch, model, image)':<48} {m['before_mb']:8.0f} MB")
         print(f"{'resident peak (VmHWM) after predict':<48} {m['peak_mb']:8.0f} MB")
         print(f"{'  of which the image / the two outputs':<48} {m['image_mb']:8.0f} / {m['outputs_mb']:.0f} MB")

@@ -130,6 +130,29 @@ def test_uncertainty_is_zero_when_sure_and_one_for_a_uniform_guess():
     assert mid.confidence_u8()[0, 0] == round(p * 255)
 
 
+def test_gpu_out_of_memory_splits_the_batch(monkeypatch):
+    predictor = Predictor(_Constant([2.0, 0.0]), _meta(2, 1), "cpu", tile=32, overlap=8, batch_size=4)
+    real = predictor._forward_once
+    sizes = []
+
+    def small_gpu(batch):
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(batch)
+
+    monkeypatch.setattr(predictor, "_forward_once", small_gpu)
+    pred = predictor.predict(np.zeros((40, 200), np.uint8))
+    assert (pred.classmap == 0).all() and predictor.batch_size == 1 and sizes[:3] == [4, 2, 1]
+
+    def no_gpu_memory(batch):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(predictor, "_forward_once", no_gpu_memory)
+    with pytest.raises(UserError, match="out of memory"):
+        predictor.predict(np.zeros((40, 200), np.uint8))
+
+
 def test_stop_event_interrupts_a_prediction():
     stop = threading.Event()
     stop.set()
