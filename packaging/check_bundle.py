@@ -28,7 +28,6 @@ from pathlib import Path
 SYSTEM_LIBS = {
     "libGL.so.1": "libgl1",
     "libEGL.so.1": "libegl1",
-    "libOpenGL.so.0": "libopengl0",
     "libfontconfig.so.1": "libfontconfig1",
     "libfreetype.so.6": "libfreetype6",
     "libdbus-1.so.3": "libdbus-1-3",
@@ -134,7 +133,12 @@ def check(bundle: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], tup
     missing: dict[str, list[str]] = {}
     system: dict[str, list[str]] = {}
     glibc, glibc_file = (0, 0), ""
-    for path in elf_files(bundle):
+    files = elf_files(bundle)
+    # torch's extension libraries (torchvision's operators) name libtorch*.so and libc10*.so
+    # without a RUNPATH to find them: they load after torch, and the loader reuses the copies
+    # already in the process. A soname some bundled file has counts as found.
+    in_bundle = {p.name for p in files}
+    for path in files:
         rel = path.relative_to(internal).as_posix() if internal in path.parents else path.name
         version = glibc_needed(path)
         if version > glibc:
@@ -142,7 +146,7 @@ def check(bundle: Path) -> tuple[dict[str, list[str]], dict[str, list[str]], tup
         for soname in unresolved(path, internal):
             if soname in SYSTEM_LIBS or soname in GLIBC_LIBS or soname in DRIVER_LIBS:
                 system.setdefault(soname, []).append(rel)
-            else:
+            elif soname not in in_bundle:
                 missing.setdefault(soname, []).append(rel)
     return missing, system, glibc, glibc_file
 
