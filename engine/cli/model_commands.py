@@ -45,7 +45,7 @@ def _register_train(subparsers) -> None:
     p.add_argument("--init", default="last",
                    help="last (continue from the project's last run of this model; default), "
                         "pretrained, scratch, or a CHECKPOINT file")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3 U-Net, 1e-4 FCN; halved to fine-tune)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3 U-Net, 1e-4 FCN; halved to fine-tune)")
     p.add_argument("--loss", default="ce", choices=("ce", "ce+dice"), help="cross-entropy, or plus Dice")
     p.add_argument("--val-fraction", type=float,
                    help="share of labeled images held out for validation (default: 15%% from 4 images on; 0: none)")

@@ -110,7 +110,7 @@ def default_batch(model: str, options: dict[str, Any], device_type: str) -> int:
 def default_lr(model: str, init_kind: str) -> float:
     # Peak of the one-cycle schedule. FCNs sit on a deep VGG16 without BatchNorm: they need a
     # smaller step. Fine-tuning starts from a good point and must not be thrown out of it.
-    lr = 1e-4 if model.startswith("fcn") else 2e-3
+    lr = 1e-4 if model.startswith("fcn") else 3e-3
     if init_kind in ("last", "checkpoint"):
         lr *= 0.5
     return lr

@@ -129,6 +129,9 @@ class _Loop:
             else:
                 self.autocast_dtype = torch.float16
                 self.scaler = torch.amp.GradScaler("cuda")
+        # NHWC convolutions: faster with cuDNN's tensor-core kernels and with oneDNN on the CPU
+        # (measured 1.5x on a U-Net step here); Apple's MPS handles them poorly.
+        self.channels_last = self.device.type in ("cuda", "cpu")
         if cuda:
             torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
         counts = class_pixel_counts(p.train, self.num_classes)
@@ -143,7 +146,7 @@ class _Loop:
         from engine.training.losses import SegmentationLoss
 
         model = self.p.model.to(self.device)
-        if self.device.type == "cuda":
+        if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
         if self.dist.enabled:
@@ -189,7 +192,7 @@ class _Loop:
 
         x = images.to(self.device, non_blocking=True)
         y = masks.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                             enabled=self.autocast_dtype is not None):
