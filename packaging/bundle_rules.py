@@ -149,10 +149,13 @@ OTHER_DROPPED = [
 ]
 
 
-# Libraries whose symbol tables build.spec strips after collecting (Linux): torch's own, which
-# ship unstripped. Others are left alone: stripping a library that patchelf rewrote (as
-# auditwheel does for numpy's OpenBLAS) makes it unloadable.
-STRIPPED_LIBS = ["torch/lib/libtorch*.so", "torch/lib/libc10*.so", "torch/lib/libshm.so"]
+# Libraries whose symbol and debug tables build.spec strips after collecting (Linux): those
+# that ship unstripped and were never rewritten by patchelf -- torch's own (184 MB), NCCL's
+# (49 MB) and a self-built Python's. Others are left alone: stripping a library that patchelf
+# rewrote (as auditwheel does for numpy's OpenBLAS) makes it unloadable, which
+# packaging/check_bundle.py reports.
+STRIPPED_LIBS = ["torch/lib/libtorch*.so", "torch/lib/libc10*.so", "torch/lib/libshm.so",
+                 "nvidia/nccl/lib/libnccl.so.*", "libpython3*.so*"]
 
 
 def posix(dest: str) -> str:

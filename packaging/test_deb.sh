@@ -22,17 +22,19 @@ ok() { echo "test_deb.sh: ok: $*"; }
 
 # -- the package's metadata and layout, in both modes ---------------------------------------
 fields=$(dpkg-deb --field "$DEB" Package Version Depends)
-echo "$fields" | grep -q '^Package: maskloop$' || fail "Package field"
+# Here-strings, not `echo | grep -q`: grep -q stops reading at the first match, and with
+# pipefail the writer's SIGPIPE would fail the test.
+grep -q '^Package: maskloop$' <<< "$fields" || fail "Package field"
 for lib in libxcb-cursor0 libxkbcommon-x11-0 libegl1 libgl1 libfontconfig1 libdbus-1-3; do
-    echo "$fields" | grep -q "$lib" || fail "Depends lacks $lib"
+    grep -q "$lib" <<< "$fields" || fail "Depends lacks $lib"
 done
 listing=$(dpkg-deb --contents "$DEB")
 for path in ./opt/maskloop/maskloop ./usr/bin/maskloop ./usr/share/applications/maskloop.desktop \
             ./usr/share/icons/hicolor/256x256/apps/maskloop.png \
             ./usr/share/icons/hicolor/scalable/apps/maskloop.svg; do
-    echo "$listing" | grep -q " $path\( \|$\)" || fail "package lacks $path"
+    grep -q " $path\( \|$\)" <<< "$listing" || fail "package lacks $path"
 done
-echo "$listing" | grep -q '^-rwxr-xr-x root/root .* ./opt/maskloop/maskloop$' \
+grep -q '^-rwxr-xr-x root/root .* ./opt/maskloop/maskloop$' <<< "$listing" \
     || fail "/opt/maskloop/maskloop is not an executable owned by root"
 ok "control fields and layout"
 
@@ -50,29 +52,33 @@ if [ "$MODE" = extract ]; then
 fi
 
 [ "$(id -u)" = 0 ] || fail "installing needs root (or use --extract)"
+dpkg --purge maskloop >/dev/null 2>&1 || true  # a removed package's leftover state, if any
 if dpkg -s maskloop >/dev/null 2>&1; then
     fail "maskloop is already installed here; remove it first (dpkg -r maskloop)"
 fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q "$DEB" >/dev/null || fail "apt-get install $DEB"
-trap 'dpkg -r maskloop >/dev/null 2>&1 || true' EXIT
+trap 'dpkg --purge maskloop >/dev/null 2>&1 || true' EXIT
 ok "installed $(dpkg-query -W -f '${Package} ${Version}' maskloop)"
 
-[ "$(command -v maskloop)" = /usr/bin/maskloop ] || fail "maskloop is not on PATH"
-(cd / && maskloop --self-test) || fail "installed program's self-test"
+# /usr/bin/maskloop by its full name: a developer's PATH may find a pip-installed one first.
+[ "$(readlink -f /usr/bin/maskloop)" = /opt/maskloop/maskloop ] || fail "/usr/bin/maskloop"
+(cd / && /usr/bin/maskloop --self-test) || fail "installed program's self-test"
 if command -v xvfb-run >/dev/null; then
     # The real platform plugin with the libraries the package pulled in: what a desktop user gets.
-    (cd / && QT_QPA_PLATFORM=xcb xvfb-run -a maskloop --self-test) || fail "self-test on xcb"
+    (cd / && QT_QPA_PLATFORM=xcb xvfb-run -a /usr/bin/maskloop --self-test) || fail "self-test on xcb"
     ok "self-test on the xcb platform (Xvfb)"
 else
     echo "test_deb.sh: xvfb-run not installed: skipped the xcb platform check"
 fi
 
 dpkg -r maskloop >/dev/null || fail "dpkg -r maskloop"
-trap - EXIT
+trap 'dpkg --purge maskloop >/dev/null 2>&1 || true' EXIT
 for path in /opt/maskloop /usr/bin/maskloop /usr/share/applications/maskloop.desktop \
             /usr/share/icons/hicolor/256x256/apps/maskloop.png \
             /usr/share/icons/hicolor/scalable/apps/maskloop.svg; do
     [ ! -e "$path" ] && [ ! -L "$path" ] || fail "$path is left after dpkg -r"
 done
+dpkg --purge maskloop >/dev/null || fail "dpkg --purge maskloop"
+trap - EXIT
 ok "removed cleanly: nothing left under /opt/maskloop"
