@@ -13,6 +13,8 @@
 #    command, the menu entry, the icon, and the system libraries Qt needs as dependencies).
 #
 # Options: --no-install (use the Python environment as it is), --no-deb, --no-tar,
+#          --variant NAME (a second build of the same version, e.g. "cpu" with PyTorch's CPU
+#          wheels: files maskloop-VERSION-NAME-linux-*.tar.gz and maskloop_VERSION+NAME_*.deb),
 #          --deb-compression zstd|xz|gzip (default zstd, which dpkg reads since Debian 12 and
 #          Ubuntu 21.10; xz for older systems compresses ~10% smaller but 30x slower).
 # Needs: python3 with pip, dpkg-deb (Debian/Ubuntu), about 12 GB of free disk in the
@@ -23,14 +25,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 PYTHON=${PYTHON:-python3}
-INSTALL=1 MAKE_DEB=1 MAKE_TAR=1 DEB_COMPRESSION=zstd
+INSTALL=1 MAKE_DEB=1 MAKE_TAR=1 DEB_COMPRESSION=zstd VARIANT=
 while [ $# -gt 0 ]; do
     case "$1" in
         --no-install) INSTALL=0 ;;
         --no-deb) MAKE_DEB=0 ;;
         --no-tar) MAKE_TAR=0 ;;
         --deb-compression) DEB_COMPRESSION=$2; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --variant) VARIANT=$2; shift ;;
+        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "build_linux.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -54,8 +57,15 @@ VERSION=$("$PYTHON" -c 'import re; print(re.search(r"^__version__\s*=\s*\"([^\"]
 ARCH=$(dpkg --print-architecture 2>/dev/null || echo amd64)
 MACHINE=$(uname -m)
 APP=dist/maskloop
-TARBALL=dist/maskloop-$VERSION-linux-$MACHINE.tar.gz
-DEB=dist/maskloop_${VERSION}_$ARCH.deb
+if [ -n "$VARIANT" ]; then
+    [[ "$VARIANT" =~ ^[a-z0-9]+$ ]] || { echo "build_linux.sh: --variant takes lowercase letters and digits" >&2; exit 2; }
+    DEB_VERSION=$VERSION+$VARIANT
+    TARBALL=dist/maskloop-$VERSION-$VARIANT-linux-$MACHINE.tar.gz
+else
+    DEB_VERSION=$VERSION
+    TARBALL=dist/maskloop-$VERSION-linux-$MACHINE.tar.gz
+fi
+DEB=dist/maskloop_${DEB_VERSION}_$ARCH.deb
 T1=$(now)
 
 say "freezing maskloop $VERSION with PyInstaller (build.spec)"
@@ -111,7 +121,7 @@ if [ "$MAKE_DEB" = 1 ]; then
     install -m 644 packaging/linux/copyright "$stage/usr/share/doc/maskloop/copyright"
     install -m 755 packaging/linux/postrm "$stage/DEBIAN/postrm"
     INSTALLED_KB=$(du -sk --apparent-size "$stage" | cut -f1)
-    sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@INSTALLED_SIZE@|$INSTALLED_KB|" \
+    sed -e "s|@VERSION@|$DEB_VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@INSTALLED_SIZE@|$INSTALLED_KB|" \
         -e "s|@DEPENDS@|$DEPENDS|" packaging/linux/control.in > "$stage/DEBIAN/control"
     case "$DEB_COMPRESSION" in
         xz) ZOPTS=(-Zxz -z6) ;;
