@@ -193,3 +193,34 @@ def test_cuda_asked_for_but_absent_is_refused(tmp_path, membrane_dir):
         with pytest.raises(UserError, match="CUDA was asked for"):
             train_project(project, tiny_config(epochs=1, device="cuda"))
         assert project.runs() == []
+
+
+def _offline(monkeypatch):
+    from engine.errors import WeightsUnavailableError
+    from engine.models import fcn
+
+    def unavailable(backbone):
+        raise WeightsUnavailableError(f"ImageNet weights for {backbone} are not cached and could "
+                                      "not be downloaded (URLError: offline); connect once", "x.pth")
+
+    monkeypatch.setattr(fcn, "fetch_pretrained", unavailable)
+
+
+def test_first_run_of_an_fcn_offline_falls_back_to_scratch_with_a_notice(small, tmp_path, monkeypatch):
+    _offline(monkeypatch)
+    notices = []
+    config = tiny_config(model="fcn32s", model_options={"fc_channels": 16}, epochs=1,
+                         val_fraction=0.0, lr=1e-4)
+    result = train(small[:2], ["membrane", "cell"], config, tmp_path,
+                   lambda e: notices.append(e.text) if isinstance(e, Notice) else None)
+    assert any("ImageNet weights for vgg16" in t and "training from scratch" in t for t in notices)
+    assert load_checkpoint(result.best_checkpoint).train["init_kind"] == "scratch"
+
+
+def test_pretrained_asked_for_offline_is_refused_before_writing(tmp_path, membrane_dir, monkeypatch):
+    _offline(monkeypatch)
+    with _project(tmp_path, membrane_dir) as project:
+        with pytest.raises(UserError, match="ImageNet weights for vgg16"):
+            train_project(project, tiny_config(model="fcn32s", model_options={"fc_channels": 16},
+                                               init="pretrained", epochs=1))
+        assert project.runs() == []
