@@ -72,8 +72,11 @@ class MaskDocument:
     def __init__(self, labels: np.ndarray, undo_limit_bytes: int = DEFAULT_UNDO_LIMIT_BYTES):
         if labels.ndim != 2 or labels.dtype != np.uint8:
             raise ValueError(f"labels must be uint8 H x W, got {labels.dtype} {labels.shape}")
-        # C-contiguous, because the canvas wraps this very buffer in a QImage.
+        # C-contiguous, because the canvas wraps this very buffer in a QImage; writable, because
+        # painting edits it in place (arrays decoded by some readers are read-only views).
         self._labels = np.ascontiguousarray(labels)
+        if not self._labels.flags.writeable:
+            self._labels = self._labels.copy()
         self.undo_limit_bytes = int(undo_limit_bytes)
         self._undo: list[list[_Atom]] = []
         self._redo: list[list[_Atom]] = []

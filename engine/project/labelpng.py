@@ -139,7 +139,8 @@ def decode_png8(data: bytes, path: str | os.PathLike | None = None) -> np.ndarra
                     f"not an 8-bit index mask (found {image.format} mode {image.mode})", path
                 )
             image.load()
-            array = np.asarray(image, np.uint8)
+            # np.array, not asarray: PIL's buffer is read-only and callers edit labels in place.
+            array = np.array(image, np.uint8)
     except UserError:
         raise
     except Exception as exc:  # PIL raises a zoo of types for damaged files

@@ -236,3 +236,15 @@ def test_flood_fill_fills_the_holes_noise_leaves():
     doc.undo()
     doc.flood_fill(30, 30, 1, image, tolerance=15, fill_holes=False)
     assert (doc.labels[10:50, 10:50] == UNLABELED).sum() == (specks[10:50, 10:50]).sum()
+
+
+def test_document_on_a_read_only_array_can_be_painted():
+    """Labels decoded from disk may come as read-only buffers; painting must still work."""
+    from engine.mask_document import MaskDocument
+
+    frozen = np.full((20, 20), 255, np.uint8)
+    frozen.flags.writeable = False
+    doc = MaskDocument(frozen)
+    doc.apply_values(np.ones((20, 20), bool), 1)
+    assert (doc.labels == 1).all()
+    assert (frozen == 255).all()

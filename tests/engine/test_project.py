@@ -358,3 +358,23 @@ def test_add_images_with_labels_in_one_change(tmp_path):
         project.remove_image(records[2].id)
         again = project.add_images([src[2]], labels=[mask])[0]
         assert again.id > records[2].id and project.read_label(again.id)[0, 0] == 1
+
+
+def test_read_label_of_a_saved_label_is_writable(tmp_path):
+    """The window edits what read_label returns in place (a saved label from an earlier session)."""
+    import numpy as np
+
+    from engine.project import Project
+
+    src = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(src), np.zeros((16, 16), np.uint8))
+    with Project.create(tmp_path / "p", ["background", "fg"]) as project:
+        (record,) = project.add_images([src])
+        mask = np.full((16, 16), 255, np.uint8)
+        mask[:4] = 1
+        project.write_label(record.id, mask)
+        again = project.read_label(record.id)
+        assert again.flags.writeable
+        again[8, 8] = 0
