@@ -4,7 +4,8 @@
 #     bash packaging/build_linux.sh
 #
 # 1. installs the build dependencies (pip install -e ".[build]": the program's own and
-#    PyInstaller) into the Python that runs it ($PYTHON, default python3);
+#    PyInstaller) into the Python that runs it ($PYTHON, default python3), or into a virtual
+#    environment build/venv when that Python is the system's, which refuses pip installs;
 # 2. freezes the program with build.spec into dist/maskloop/;
 # 3. checks that every bundled library resolves (packaging/check_bundle.py) and runs the frozen
 #    program's --self-test;
@@ -17,9 +18,9 @@
 #          wheels: files maskloop-VERSION-NAME-linux-*.tar.gz and maskloop_VERSION+NAME_*.deb),
 #          --deb-compression zstd|xz|gzip (default zstd, which dpkg reads since Debian 12 and
 #          Ubuntu 21.10; xz for older systems compresses ~10% smaller but 30x slower).
-# Needs: python3 with pip, dpkg-deb (Debian/Ubuntu), about 12 GB of free disk in the
-# repository's build/ and dist/ folders. Timings and sizes are printed at the end and kept in
-# build/linux-build.txt.
+# Needs: python3 with pip (and python3-venv on Debian/Ubuntu), dpkg-deb, binutils (strip),
+# about 12 GB of free disk in the repository's build/ and dist/ folders. Timings and sizes are
+# printed at the end and kept in build/linux-build.txt.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,7 +34,7 @@ while [ $# -gt 0 ]; do
         --no-tar) MAKE_TAR=0 ;;
         --deb-compression) DEB_COMPRESSION=$2; shift ;;
         --variant) VARIANT=$2; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
         *) echo "build_linux.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -50,6 +51,14 @@ if [ "$MAKE_DEB" = 1 ] && ! command -v dpkg-deb >/dev/null; then
 fi
 
 if [ "$INSTALL" = 1 ]; then
+    # Debian's and Ubuntu's own python3 refuses pip installs outside a virtual environment
+    # (PEP 668): make one under build/ and build with it.
+    if "$PYTHON" -c 'import sys, sysconfig, pathlib; sys.exit(not (sys.prefix == sys.base_prefix and pathlib.Path(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED").exists()))'; then
+        say "system Python is externally managed: using the virtual environment build/venv"
+        [ -x build/venv/bin/python ] || "$PYTHON" -m venv build/venv || {
+            echo "build_linux.sh: cannot create a virtual environment (sudo apt install python3-venv)" >&2; exit 2; }
+        PYTHON=$ROOT/build/venv/bin/python
+    fi
     say "installing build dependencies"
     "$PYTHON" -m pip install --quiet -e ".[build]"
 fi
