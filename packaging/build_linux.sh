@@ -18,7 +18,7 @@
 #          wheels: files maskloop-VERSION-NAME-linux-*.tar.gz and maskloop_VERSION+NAME_*.deb),
 #          --deb-compression zstd|xz|gzip (default zstd, which dpkg reads since Debian 12 and
 #          Ubuntu 21.10; xz for older systems compresses ~10% smaller but 30x slower).
-# Needs: python3 with pip (and python3-venv on Debian/Ubuntu), dpkg-deb, binutils (strip),
+# Needs: python3 with pip (on Debian/Ubuntu: python3-venv python3-dev), dpkg-deb, binutils,
 # about 12 GB of free disk in the repository's build/ and dist/ folders. Timings and sizes are
 # printed at the end and kept in build/linux-build.txt.
 set -euo pipefail
@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
         --no-tar) MAKE_TAR=0 ;;
         --deb-compression) DEB_COMPRESSION=$2; shift ;;
         --variant) VARIANT=$2; shift ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "build_linux.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
