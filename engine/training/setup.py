@@ -61,6 +61,9 @@ def training_device(request: str, dist: DistInfo):
     import torch
 
     device = resolve_device(request)
+    if dist.enabled and device.type == "mps":
+        raise UserError("torchrun with Apple MPS is not supported (no collective backend for "
+                        "it); use --device cpu")
     if dist.enabled and device.type == "cuda":
         # One GPU per process: torchrun's LOCAL_RANK picks it.
         device = torch.device("cuda", dist.local_rank % torch.cuda.device_count())

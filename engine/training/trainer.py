@@ -119,6 +119,7 @@ class _Loop:
         self.dist = p.dist
         self.num_classes = len(p.classes)
         self.batch_size = p.resolved.batch_size
+        self.val_tile = 1024  # validation images bigger than this go through in tiles
         self.crop = p.resolved.crop
         cuda = self.device.type == "cuda"
         self.autocast_dtype = None
@@ -235,8 +236,24 @@ class _Loop:
         if not self.p.val:
             return None
         mine = self.p.val[self.dist.rank::self.dist.world] if self.dist.enabled else self.p.val
-        cm = validation_confusion(self.model, mine, self.num_classes, self.p.normalization,
-                                  self.p.channels, self.device, self.autocast_dtype)
+        while True:
+            try:
+                cm = validation_confusion(self.model, mine, self.num_classes, self.p.normalization,
+                                          self.p.channels, self.device, self.autocast_dtype,
+                                          tile=self.val_tile)
+                break
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                del exc
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if self.val_tile <= MIN_CROP:
+                    raise UserError(f"out of memory on {device_name(self.device)} while validating "
+                                    "even in tiles of 64 px: close other programs that use the "
+                                    "GPU or train with --device cpu") from None
+                self.val_tile //= 2
+                self.emit(Notice(f"out of memory while validating: tiles of {self.val_tile} px now"))
         if self.dist.enabled:
             ddp.sum_tensor(cm)
         cm = cm.cpu().numpy()
@@ -302,7 +319,9 @@ class _Loop:
         val_seconds = 0.0  # duration of the latest validation: reserved at the end of the budget
         last_val_end = time.monotonic()
         last_save = time.monotonic()
-        epoch_loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        # Float64 so that long epochs sum without rounding; MPS has no float64.
+        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        epoch_loss_sum = torch.zeros((), dtype=sum_dtype, device=self.device)
         epoch_steps = 0
         epoch_start = time.monotonic()
         ips = None

@@ -224,3 +224,22 @@ def test_pretrained_asked_for_offline_is_refused_before_writing(tmp_path, membra
             train_project(project, tiny_config(model="fcn32s", model_options={"fc_channels": 16},
                                                init="pretrained", epochs=1))
         assert project.runs() == []
+
+
+def test_out_of_memory_while_validating_shrinks_the_tiles(small, tmp_path, monkeypatch):
+    from engine.training import trainer
+
+    real = trainer.validation_confusion
+
+    def big_tiles_fail(*args, tile, **kwargs):
+        if tile > 256:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return real(*args, tile=tile, **kwargs)
+
+    monkeypatch.setattr(trainer, "validation_confusion", big_tiles_fail)
+    events = []
+    result = train(small, ["membrane", "cell"], tiny_config(epochs=1), tmp_path, events.append)
+    notices = [e.text for e in events if isinstance(e, Notice)]
+    assert notices == ["out of memory while validating: tiles of 512 px now",
+                       "out of memory while validating: tiles of 256 px now"]
+    assert result.metrics["mean_iou"] is not None
