@@ -395,7 +395,10 @@ class _Loop:
                 val_metrics = None
                 since_val = time.monotonic() - last_val_end
                 last_epoch = bool(epochs_budget and epoch >= epochs_budget)
-                if p.val and (since_val * VALIDATION_SHARE >= val_seconds or last_epoch):
+                due = bool(p.val) and (since_val * VALIDATION_SHARE >= val_seconds or last_epoch)
+                if self.dist.enabled:  # clocks differ: all validate, or none (it is collective)
+                    due, _ = ddp.agree(due, 0.0, self.device)
+                if due:
                     v0 = time.monotonic()
                     val_metrics = self._validate()
                     last_val_end = time.monotonic()
