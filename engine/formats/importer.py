@@ -1,22 +1,23 @@
 """Importing images with their masks or annotations into a project, all or nothing.
 
-The order that keeps the project as it was on any bad file:
+The order that keeps the project as it was on any bad file, failed write or killed process:
 
 1. read and check *every* input into memory: images' headers (size), mask files or annotation
    files decoded to label arrays, classes the labels need collected in a :class:`ClassTable`;
    any problem raises :class:`UserError` naming the file before the project is touched;
-2. ``project.add_images`` (itself all or nothing);
-3. add the new classes, write the labels;
-4. if step 3 fails (disk full, read-only folder, interrupted) the images added in step 2 and
-   the classes added in step 3 are removed again, and the error goes on to the caller.
+2. one ``project.add_images(sources, labels=..., new_classes=...)``: the store's journaled
+   change copies the images, writes the labels, then inserts the image rows and the new
+   classes in one transaction. A failure undoes it at once; a killed process leaves a journal
+   row that the next writable open undoes. Either way: all images with their labels and
+   classes, or none of them.
 
-Labels are held in memory until step 3 (one byte per pixel: 1000 images of 1024 x 1024 take
-1 GB); the price of never writing half an import.
+Labels are held in memory until step 2 (one byte per pixel: 1000 images of 1024 x 1024 take
+1 GB); the price of never writing half an import. They are not written in batches because each
+batch would be its own change, and a crash between two would leave a partial import.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import tempfile
@@ -356,31 +357,18 @@ def _plan_voc(paths, table: ClassTable, unlabeled_value, progress) -> list[_Pend
 
 
 def _commit(project, pending: list[_Pending], table: ClassTable, report: ImportReport, progress) -> None:
-    records = project.add_images([p.source for p in pending])
-    if len(records) != len(pending):  # the store merged two files: never write a label astray
-        project.remove_images([r.id for r in records])
-        raise UserError("some images were given twice", pending[0].source)
-    classes_before = len(project.classes)
-    added_classes = 0
-    try:
-        for new in table.added:
-            project.add_class(new.name, new.color)
-            added_classes += 1
-        labeled = [(r, p) for r, p in zip(records, pending) if p.label is not None]
-        for n, (record, item) in enumerate(labeled):
-            project.write_label(record.id, item.label)
-            item.label = None  # written; let the memory go
-            if progress:
-                progress("writing labels", n + 1, len(labeled))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            project.remove_images([r.id for r in records])
-        for index in range(classes_before + added_classes - 1, classes_before - 1, -1):
-            with contextlib.suppress(Exception):
-                project.delete_class(index)
-        raise
+    if len(project.classes) != table.num_existing:  # the labels were numbered against them
+        raise UserError("the classes changed during the import; try again", project.path)
+    labels = [p.label for p in pending]
+    step = (lambda done, total: progress("adding images", done, total)) if progress else None
+    records = project.add_images(
+        [p.source for p in pending],
+        labels=labels,
+        new_classes=[(c.name, c.color) for c in table.added],
+        progress=step,
+    )
     report.images = len(records)
-    report.labeled = len(labeled)
+    report.labeled = sum(label is not None for label in labels)
     report.classes_added = [c.name for c in table.added]
 
 

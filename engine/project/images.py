@@ -6,22 +6,25 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError
+from engine.palette import palette_for
 from engine.project.base import (
     BAD_NAME_CHARS,
     IMAGES,
     LABELS,
     PREDICTIONS,
+    MAX_CLASSES,
     UNLABELED,
     ProjectBase,
     utc_now,
 )
+from engine.project.classes import check_class_name, check_color
 from engine.project.labelpng import encode_png8, read_png8
 from engine.project.records import ImageRecord
 
@@ -96,6 +99,8 @@ class ImagesMixin(ProjectBase):
         self,
         paths: Iterable[str | os.PathLike],
         labels: Sequence[np.ndarray | None] | None = None,
+        new_classes: Sequence[tuple[str, tuple[int, int, int]]] = (),
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[ImageRecord]:
         """Copy image files (and the images inside folders, recursively) into the project.
 
@@ -107,9 +112,23 @@ class ImagesMixin(ProjectBase):
         ``labels`` (for importers): one label mask or None per path, every path a file (not a
         folder) and none twice; the masks are saved with the images as one change, so that even
         a crash leaves either all of them with their labels or none.
+
+        ``new_classes`` ((name, colour) pairs) are appended to the classes in the same
+        transaction as the image rows, so labels may use them and a crash leaves neither.
+        ``progress(done, total)`` is called after each file copied or label written.
         """
         self._writable()
         paths = list(paths)
+        existing = self.classes
+        new_rows: list[tuple[int, str, int, int, int]] = []
+        names = [c.name for c in existing]
+        for name, color in new_classes:
+            if len(existing) + len(new_rows) >= MAX_CLASSES:
+                raise UserError(f"at most {MAX_CLASSES} classes", self.path)
+            name = check_class_name(name, names)
+            names.append(name)
+            new_rows.append((len(existing) + len(new_rows), name, *check_color(color)))
+        num_classes = len(existing) + len(new_rows)
         if labels is not None:
             labels = list(labels)
             if len(labels) != len(paths) or any(Path(p).is_dir() for p in paths):
@@ -130,8 +149,9 @@ class ImagesMixin(ProjectBase):
                 record = ImageRecord(
                     0, files[n].name, source, info.width, info.height, info.channels, info.dtype
                 )
-                checked[n] = self._check_mask(record, mask, "label")
-        palette = self._palette()
+                checked[n] = self._check_mask(record, mask, "label", num_classes)
+        palette = palette_for([c.color for c in existing] + [tuple(r[2:]) for r in new_rows])
+        steps = len(files) + sum(c is not None for c in checked)
         with self._write_lock:
             taken = {Path(r[0]).name.casefold() for r in self._query("SELECT file FROM images")}
             targets: list[str] = []
@@ -147,13 +167,29 @@ class ImagesMixin(ProjectBase):
             label_files = [f"{LABELS}/{i}.png" for i, c in zip(ids, checked) if c is not None]
             jid = self._journal("add_images", {"files": targets + label_files, "ids": ids})
             try:
+                done = 0
                 for src, rel in zip(files, targets):
                     atomic_copy(src, self.path / rel)
+                    done += 1
+                    if progress:
+                        progress(done, steps)
                 for image_id, item in zip(ids, checked):
                     if item is not None:
                         atomic_write_bytes(self._label_path(image_id), encode_png8(item[0], palette))
+                        done += 1
+                        if progress:
+                            progress(done, steps)
                 added = utc_now()
                 with self._tx() as conn:
+                    if new_rows:
+                        # The labels were checked and coloured against this class count.
+                        count = conn.execute("SELECT COUNT(*) FROM classes").fetchone()[0]
+                        if count != len(existing):
+                            raise UserError("the classes changed during the import; try again", self.path)
+                        conn.executemany(
+                            "INSERT INTO classes (idx, name, r, g, b) VALUES (?, ?, ?, ?, ?)", new_rows
+                        )
+                        self._classes_cache = None
                     conn.executemany(
                         "INSERT INTO images (id, name, file, width, height, channels, dtype, "
                         "labeled_pixels, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -275,9 +311,12 @@ class ImagesMixin(ProjectBase):
                 conn.execute("UPDATE images SET labeled_pixels = ? WHERE id = ?", (labeled, record.id))
                 conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
 
-    def _check_mask(self, record: ImageRecord, mask: np.ndarray, what: str) -> tuple[np.ndarray, int]:
+    def _check_mask(
+        self, record: ImageRecord, mask: np.ndarray, what: str, num_classes: int | None = None
+    ) -> tuple[np.ndarray, int]:
         """The mask as contiguous uint8 and its number of unlabeled pixels; UserError if it does
-        not fit the image or holds values that are no class."""
+        not fit the image or holds values that are no class (of ``num_classes``, by default the
+        project's)."""
         mask = np.asarray(mask)
         if mask.shape != (record.height, record.width):
             raise UserError(
@@ -290,7 +329,7 @@ class ImagesMixin(ProjectBase):
             if not integer or mask.min(initial=0) < 0 or mask.max(initial=0) > 255:
                 raise ValueError(f"a {what} is uint8 class numbers, got {mask.dtype}")
             mask = mask.astype(np.uint8)
-        k = len(self.classes)
+        k = len(self.classes) if num_classes is None else num_classes
         unlabeled = int(np.count_nonzero(mask == UNLABELED))
         if k < UNLABELED and np.count_nonzero(mask >= k) != unlabeled:
             raise UserError(

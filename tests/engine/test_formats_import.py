@@ -14,6 +14,7 @@ from engine.errors import UserError
 from engine.formats.importer import detect_format, import_paths
 from engine.palette import VOC_PALETTE
 from engine.project import Project
+from engine.project import images as project_images
 from formats_support import snapshot
 
 H, W = 24, 32
@@ -238,15 +239,15 @@ def test_a_failing_write_rolls_back_images_and_classes(project, tmp_path, monkey
         _image(tmp_path / "i" / f"{name}.png")
         _mask(tmp_path / "m" / f"{name}.png", np.full((H, W), 4, np.uint8))
     calls = {"n": 0}
-    real = Project.write_label
+    real = project_images.atomic_write_bytes
 
-    def failing(self, image_id, mask):
+    def failing(path, data):  # the store's label writes; the second one finds the disk full
         calls["n"] += 1
         if calls["n"] == 2:
-            raise UserError("cannot write: no space left on the disk", self.path / "labels")
-        return real(self, image_id, mask)
+            raise UserError("cannot write: no space left on the disk", path)
+        return real(path, data)
 
-    monkeypatch.setattr(Project, "write_label", failing)
+    monkeypatch.setattr(project_images, "atomic_write_bytes", failing)
     with pytest.raises(UserError, match="no space"):
         import_paths(project, [tmp_path / "i"], masks_dir=tmp_path / "m")
     assert calls["n"] == 2
