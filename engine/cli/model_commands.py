@@ -272,14 +272,17 @@ def _predict_project(args: argparse.Namespace) -> int:
         with _StopOnInterrupt(stop):
             result = predict_project(project, args.run, ids, callback=show, stop_event=stop,
                                      device=args.device)
+        for image_id, why in result.failed.items():
+            print(f"not predicted: {why}", file=sys.stderr)
         if not args.json:
-            done = {r.id: r for r in project.images()}
+            records = {r.id: r for r in project.images()}
             for image_id in ids:
-                r = done[image_id]
-                if r.uncertainty is not None:
+                r = records[image_id]
+                if image_id not in result.failed and r.uncertainty is not None:
                     print(f"{names[image_id]}: uncertainty {r.uncertainty:.3f}")
-            print(f"predicted {len(ids)} image(s) in {project.path}")
-        del result
+            what = "stopped after" if result.stopped else "predicted"
+            print(f"{what} {result.done - len(result.failed)} image(s) with run {result.run} in "
+                  f"{project.path}")
     return 0
 
 
@@ -319,7 +322,7 @@ def write_index_png(path: Path, classmap, colors: list[tuple[int, int, int]]) ->
 
 def _predict_files(args: argparse.Namespace) -> int:
     from engine.checkpoint import load_checkpoint
-    from engine.imageio import read_image
+    from engine.imageio import read_image, read_image_info
     from engine.inference import Predictor
 
     images = [Path(p) for p in args.paths]
@@ -332,15 +335,14 @@ def _predict_files(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UserError("--out must be a folder", out)
-    arrays = []
-    for path in images:  # read everything first: a bad file stops the command before writing
-        arrays.append(read_image(path))
+    for path in images:  # headers first: a file that is no image stops us before writing
+        read_image_info(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UserError(f"cannot create the output folder ({exc.strerror or exc})", out) from None
-    for path, name, image in zip(images, names, arrays):
-        prediction = predictor.predict(image)
+    for path, name in zip(images, names):
+        prediction = predictor.predict(read_image(path))
         target = out / name
         write_index_png(target, prediction.classmap, colors)
         if args.json:
