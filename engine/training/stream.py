@@ -30,7 +30,9 @@ class Batch:
 class BatchStream:
     """Iterates over :class:`Batch` from ``first_epoch`` on, forever, until :meth:`close`.
 
-    ``workers`` threads each make every ``workers``-th batch; batches come out in order.
+    ``workers`` threads each make every ``workers``-th batch; batches come out in order. With
+    ``workers=0`` each batch is made when asked for, on the caller's thread: on a CPU whose
+    cores all compute the network, a producer thread would only preempt them.
     """
 
     def __init__(self, examples: list[Example], sampler: CropSampler, maker: CropMaker,
@@ -47,8 +49,9 @@ class BatchStream:
         self.rank, self.world = rank, world
         self.pin = pin
         self._stop = threading.Event()
-        self._queues = [queue.Queue(maxsize=depth) for _ in range(max(1, workers))]
+        self._queues = [queue.Queue(maxsize=depth) for _ in range(workers)]
         self._next = 0
+        self._inline_epoch, self._inline_samples = None, []
         self._threads = [threading.Thread(target=self._run, args=(w,), daemon=True,
                                           name=f"maskloop-batches-{w}")
                          for w in range(len(self._queues))]
@@ -81,10 +84,13 @@ class BatchStream:
                 continue
         return False
 
+    def _samples(self, epoch: int) -> list:
+        everything = self.sampler.epoch(epoch, self.steps_per_epoch * self.batch_size * self.world)
+        return shard(everything, self.rank, self.world)
+
     def _run(self, worker: int) -> None:
         q = self._queues[worker]
         n = len(self._queues)
-        per_rank = self.steps_per_epoch * self.batch_size
         cached_epoch, samples = None, []
         g = worker
         try:
@@ -92,9 +98,7 @@ class BatchStream:
                 epoch = self.first_epoch + g // self.steps_per_epoch
                 index = g % self.steps_per_epoch
                 if epoch != cached_epoch:
-                    everything = self.sampler.epoch(epoch, per_rank * self.world)
-                    samples = shard(everything, self.rank, self.world)
-                    cached_epoch = epoch
+                    samples, cached_epoch = self._samples(epoch), epoch
                 if not self._put(q, self._make(epoch, samples, index * self.batch_size)):
                     return
                 g += n
@@ -105,6 +109,15 @@ class BatchStream:
         return self
 
     def __next__(self) -> Batch:
+        if not self._queues:
+            if self._stop.is_set():
+                raise StopIteration
+            g = self._next
+            self._next += 1
+            epoch = self.first_epoch + g // self.steps_per_epoch
+            if epoch != self._inline_epoch:
+                self._inline_samples, self._inline_epoch = self._samples(epoch), epoch
+            return self._make(epoch, self._inline_samples, (g % self.steps_per_epoch) * self.batch_size)
         q = self._queues[self._next % len(self._queues)]
         self._next += 1
         while True:

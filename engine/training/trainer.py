@@ -180,10 +180,11 @@ class _Loop:
                            pin=self.device.type == "cuda", workers=self._workers())
 
     def _workers(self) -> int:
-        # On a CPU the network needs the cores and a batch takes ~1% of a step: one thread.
-        # An accelerator finishes a step in tens of milliseconds: crops from several threads.
+        # On a CPU the network keeps every core busy and a batch costs a few percent of a step:
+        # made in line, between steps. An accelerator finishes a step in tens of milliseconds:
+        # crops come from several threads while it computes.
         if self.device.type == "cpu":
-            return 1
+            return 0
         return max(1, min(6, (os.cpu_count() or 2) - 1))
 
     # -- pieces of a step -----------------------------------------------------------------------

@@ -220,3 +220,28 @@ def test_config_rejects_impossible_values(fields, message):
 def test_config_round_trips_through_a_dict():
     config = TrainConfig(model="fcn8s", minutes=2.5, model_options={"pretrained": False})
     assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config
+
+
+def test_batches_are_the_same_made_in_line_or_on_threads():
+    from engine.training.stream import BatchStream
+
+    label = _blobs(160, 160, seed=9)
+    examples = [Example("a", np.where(label == 1, 200, 40).astype(np.uint8), label),
+                Example("b", np.full((100, 130), 90, np.uint8), np.full((100, 130), 0, np.uint8))]
+    norm = fit_normalization([e.image for e in examples], 1)
+    sampler = CropSampler(examples, crop=48, seed=2)
+    maker = CropMaker(48, norm, 1, AugmentSettings())
+
+    def first(workers, n=7):
+        stream = BatchStream(examples, sampler, maker, batch_size=3, steps_per_epoch=3, first_epoch=0,
+                             seed=2, workers=workers)
+        try:
+            return [next(stream) for _ in range(n)]
+        finally:
+            stream.close()
+
+    inline, threaded = first(0), first(3)
+    assert [(b.epoch, b.index) for b in inline] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
+    for a, b in zip(inline, threaded):
+        assert (a.epoch, a.index) == (b.epoch, b.index)
+        assert torch.equal(a.images, b.images) and torch.equal(a.masks, b.masks)
