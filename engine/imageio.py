@@ -396,7 +396,31 @@ def read_image_info(path: str | os.PathLike) -> ImageInfo:
     else:
         info = _pil_info(path, path, kind)
     _check_size(path, info.width, info.height, info.channels if kind == "TIFF" else 1)
+    _check_complete(path, kind)
     return info
+
+
+def _check_complete(path: Path, kind: str) -> None:
+    """Refuse a PNG or JPEG cut short (an interrupted copy or download) from its last bytes.
+
+    Imports check headers only, to stay fast; without this a truncated file would enter the
+    project and only fail when shown or trained on.
+    """
+    if kind not in ("PNG", "JPEG"):
+        return
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 64))
+            tail = f.read()
+    except OSError as exc:
+        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
+    if kind == "PNG":
+        if b"IEND" not in tail:
+            raise UserError("truncated PNG (the file ends before its last chunk)", path)
+    elif not tail.endswith(b"\xff\xd9"):
+        # No end-of-image marker: cut short, or data after the image (motion photos). Decoding
+        # tells the two apart; it is rare enough to afford.
+        read_image(path)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

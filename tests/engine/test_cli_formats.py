@@ -81,6 +81,13 @@ def _truncated(images, masks, tmp_path):
     return masks / "b.png", ["--masks", masks]
 
 
+def _truncated_image(images, masks, tmp_path):
+    # An image cut short (interrupted copy) was once imported, its header being fine.
+    data = (images / "b.png").read_bytes()
+    (images / "b.png").write_bytes(data[: len(data) // 2])
+    return images / "b.png", ["--masks", masks]
+
+
 def _other_size(images, masks, tmp_path):
     Image.fromarray(np.zeros((H, W + 2), np.uint8)).save(masks / "b.png")
     return masks / "b.png", ["--masks", masks]
@@ -115,6 +122,7 @@ REASONS = {
     _zero_byte: "empty",
     _text_as_png: "not an image",
     _truncated: "truncated",
+    _truncated_image: "truncated",
     _other_size: "but its image",
     _coco_unknown_category: "category_id 3",
     _coco_parent_name: "outside",
@@ -124,7 +132,7 @@ REASONS = {
 
 @pytest.mark.parametrize(
     "make",
-    [_zero_byte, _text_as_png, _truncated, _other_size, _coco_unknown_category, _coco_parent_name, _labelme_missing_field],
+    [_zero_byte, _text_as_png, _truncated, _truncated_image, _other_size, _coco_unknown_category, _coco_parent_name, _labelme_missing_field],
 )
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(project_dir, tmp_path, capsys, make):
     images, masks = _data(tmp_path)

@@ -308,6 +308,24 @@ def test_truncated_jpeg_and_tiff(tmp_path):
     assert str(cut) in str(caught.value)
 
 
+def test_info_refuses_cut_png_and_jpeg_but_not_data_after_a_jpeg(tmp_path):
+    # Imports read headers only; a file cut after its header entered projects unnoticed.
+    png = _png_bytes(RNG.integers(0, 256, (300, 300), dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.fromarray(RNG.integers(0, 256, (200, 200, 3), dtype=np.uint8)).save(buffer, "JPEG")
+    jpeg = buffer.getvalue()
+    for name, data in (("cut.png", png[: len(png) // 2]), ("cut.jpg", jpeg[: len(jpeg) // 2])):
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(UserError) as caught:
+            read_image_info(path)
+        assert str(path) in str(caught.value) and "truncated" in str(caught.value)
+    trailed = tmp_path / "motion.jpg"  # a motion photo: a video after the end-of-image marker
+    trailed.write_bytes(jpeg + b"\x00ftypmp42" + bytes(500))
+    assert read_image_info(trailed).width == 200
+    assert read_image(trailed).shape == (200, 200, 3)
+
+
 def _png_with_header(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     chunk = lambda kind, payload: (  # noqa: E731
