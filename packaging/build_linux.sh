@@ -148,10 +148,10 @@ T5=$(now)
     echo "install deps:   $((T1 - T0)) s"
     echo "pyinstaller:    $((T2 - T1)) s"
     echo "check+selftest: $((T3 - T2)) s"
-    [ "$MAKE_TAR" = 1 ] && echo "tar.gz:         $((T4 - T3)) s"
-    [ "$MAKE_DEB" = 1 ] && echo "deb:            $((T5 - T4)) s ($DEB_COMPRESSION)"
+    if [ "$MAKE_TAR" = 1 ]; then echo "tar.gz:         $((T4 - T3)) s"; fi
+    if [ "$MAKE_DEB" = 1 ]; then echo "deb:            $((T5 - T4)) s ($DEB_COMPRESSION)"; fi
     echo "total:          $((T5 - T0)) s"
     echo "folder:         $(human "$APP") ($APP)"
-    [ "$MAKE_TAR" = 1 ] && echo "tar.gz:         $(human "$TARBALL") ($TARBALL)"
-    [ "$MAKE_DEB" = 1 ] && echo "deb:            $(human "$DEB") ($DEB)"
+    if [ "$MAKE_TAR" = 1 ]; then echo "tar.gz:         $(human "$TARBALL") ($TARBALL)"; fi
+    if [ "$MAKE_DEB" = 1 ]; then echo "deb:            $(human "$DEB") ($DEB)"; fi
 } | tee build/linux-build.txt
