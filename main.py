@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.cli import SUBCOMMANDS
 
     if argv and argv[0] == "--self-test":
-        from engine.selftest import main as self_test
+        from gui.selftest import main as self_test
 
         return self_test(argv[1:])
     if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("-h", "--help", "--debug")):

@@ -11,4 +11,5 @@ panels are gui/loop/.
 - ``actions``        menus, toolbar and shortcuts
 - ``dialogs``        error and question dialogs
 - ``settings``       preferences (QSettings)
+- ``selftest``       ``main.py --self-test``: the installed or frozen program end to end
 """

@@ -75,9 +75,9 @@ def test_spec_collects_every_module_of_ours():
     tree = ast.parse(source)
     func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "_our_modules")
     exec(compile(ast.Module([func], []), str(SPEC), "exec"), {"ROOT": REPO, "Path": Path}, namespace)
-    names = namespace["_our_modules"]("engine")
-    for module in ["engine", "engine.selftest", "engine.cli", "engine.models.unet",
-                   "engine.training", "engine.inference"]:
+    names = namespace["_our_modules"]("engine") + namespace["_our_modules"]("gui")
+    for module in ["engine", "gui.selftest", "engine.cli", "engine.models.unet",
+                   "engine.training", "engine.inference", "gui.loop.worker"]:
         assert module in names
 
 

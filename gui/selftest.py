@@ -15,8 +15,9 @@ and on the first failure one line naming the step and the reason, exit status 1
 (``--debug`` adds the traceback). Nothing outside the temporary folder is written: the window's
 settings go to that folder too.
 
-The window check imports ``gui`` — the one place where ``engine`` reaches into it, inside a
-function and only here, because this module checks the installed program as a whole.
+It lives in ``gui/`` because it checks the program as a whole, window included (``gui`` may
+import ``engine``, never the reverse); Qt is imported only inside the window check, so
+``--no-window`` runs on a machine without a usable Qt.
 """
 
 from __future__ import annotations

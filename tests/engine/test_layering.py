@@ -1,0 +1,46 @@
+"""The engine never knows the view (napari's rule): no module under engine/ imports Qt or gui."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ENGINE = Path(__file__).resolve().parents[2] / "engine"
+FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "gui")
+
+
+def test_no_engine_module_imports_qt_or_gui():
+    offenders = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in FORBIDDEN:
+                    offenders.append(f"{path.relative_to(ENGINE.parent)}:{node.lineno} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_the_whole_engine_imports_with_qt_blocked():
+    """Every engine module imports in a process where importing PySide6 fails."""
+    code = r"""
+import importlib, pkgutil, sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('PySide6', 'shiboken6', 'gui'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+import engine
+for info in pkgutil.walk_packages(engine.__path__, 'engine.'):
+    importlib.import_module(info.name)
+print('ok')
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ENGINE.parent, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().endswith("ok")
