@@ -23,6 +23,23 @@ def format_value(raw: np.ndarray, x: int, y: int) -> str:
     return text if len(values) == 1 else f"({text})"
 
 
+def _text_width(widget: QLabel, text: str) -> int:
+    """Width a field needs for ``text``: the text, the style sheet's padding of 6 px a side,
+    and a few pixels that the last glyph overhangs its advance (without them the last letter is
+    clipped)."""
+    return widget.fontMetrics().horizontalAdvance(text) + 12 + 6
+
+
+def _set_text(widget: QLabel, text: str) -> None:
+    """Set a fixed-size field's text, widening the field (never narrowing it) when the text
+    would be cut: 16-bit RGB values, long class names. Growing is rare, so the status bar is
+    laid out again only then."""
+    needed = _text_width(widget, text)
+    if needed > widget.width():
+        widget.setFixedWidth(needed)
+    widget.setText(text)
+
+
 class StatusFields:
     """The fields, added to a QStatusBar as permanent widgets."""
 
@@ -33,11 +50,15 @@ class StatusFields:
         self.zoom = QLabel()
         self.saved = QLabel()
         height = self.position.fontMetrics().height() + 4
-        for widget, chars in ((self.position, 16), (self.value, 22), (self.label, 22),
-                              (self.zoom, 7), (self.saved, 8)):
+        # Sized for their usual longest text, measured in the font ("Unsaved" is wider than 8
+        # average characters, and was cut to "Unsave").
+        for widget, longest in ((self.position, "x 88888, y 88888"),
+                                (self.value, "value (255, 255, 255)"),
+                                (self.label, "label: unlabeled"), (self.zoom, "12800%"),
+                                (self.saved, "Unsaved")):
             # Fixed sizes: a text change then repaints the label alone instead of laying out
             # the status bar again on every mouse move.
-            widget.setFixedSize(widget.fontMetrics().averageCharWidth() * chars + 12, height)
+            widget.setFixedSize(_text_width(widget, longest), height)
             bar.addPermanentWidget(widget)
         self.position.setToolTip("Pixel under the pointer (x, y)")
         self.value.setToolTip("Its value in the image")
@@ -50,15 +71,15 @@ class StatusFields:
             for widget in (self.position, self.value, self.label):
                 widget.setText("")
             return
-        self.position.setText(f"x {x}, y {y}")
-        self.value.setText(f"value {format_value(raw, x, y)}")
+        _set_text(self.position, f"x {x}, y {y}")
+        _set_text(self.value, f"value {format_value(raw, x, y)}")
         if labels is None or labels.shape[:2] != raw.shape[:2]:
             self.label.setText("")
             return
         k = int(labels[y, x])
         name = "unlabeled" if k == UNLABELED else (
             class_names[k] if k < len(class_names) else f"value {k}")
-        self.label.setText(f"label: {name}")
+        _set_text(self.label, f"label: {name}")
 
     def show_zoom(self, scale: float) -> None:
         self.zoom.setText(zoom_percent(scale))
