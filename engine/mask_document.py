@@ -286,13 +286,18 @@ class MaskDocument:
         tolerance: float = 0.0,
         connectivity: int = 4,
         fill_holes: bool = True,
+        keep_labels: bool = False,
     ) -> Rect | None:
         """Fill the connected region around (x, y) whose image values are within ``tolerance``
         of the seed's (on every channel); without an image, the region of the seed's label.
 
         ``fill_holes``: pixels the region encloses are filled too. On noisy images (electron
         microscopy, photos in low light) a region of "similar colour" is riddled with single
-        pixels just past the tolerance; the user meant the whole object."""
+        pixels just past the tolerance; the user meant the whole object.
+
+        ``keep_labels`` (with an image): pixels labeled with a class other than the seed
+        pixel's keep it, so that filling the background around painted strokes does not wipe
+        them; clicking a labeled pixel still recolours that class within the region."""
         if not (0 <= x < self.width and 0 <= y < self.height):
             return None
         source = self._labels if image is None else _floodable(image)
@@ -312,6 +317,10 @@ class MaskDocument:
         where = mask[ry + 1 : ry + 1 + rh, rx + 1 : rx + 1 + rw].view(bool)
         if fill_holes:
             where = _with_holes_filled(where)
+        if keep_labels and image is not None:
+            local = self._labels[ry : ry + rh, rx : rx + rw]
+            seed = self._labels[int(y), int(x)]
+            where = where & ((local == UNLABELED) | (local == seed))
         return self._apply_local(rect, where, int(value))
 
     def apply_values(self, where: np.ndarray, values: np.ndarray | int) -> Rect | None:

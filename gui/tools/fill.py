@@ -1,7 +1,8 @@
 """Flood fill (G): the connected region of similar colour around the click takes the class.
 
 "Similar" is within the tolerance (0-255, on what the screen shows, on every channel) of the
-clicked pixel. Shift+click fills the clicked pixel's labeled region instead (a bucket on the
+clicked pixel. Pixels painted with another class than the clicked pixel's keep their label: a
+fill of the background around strokes of cells leaves the strokes. Shift+click fills the clicked pixel's labeled region instead (a bucket on the
 labels, ignoring the image), which recolours a painted blob in one click.
 """
 
@@ -29,4 +30,5 @@ class FloodFillTool(Tool):
         source = self.canvas.fill_source()
         if source is None:
             return
-        doc.flood_fill(x, y, self.context.current_class, source, self.context.tolerance)
+        doc.flood_fill(x, y, self.context.current_class, source, self.context.tolerance,
+                       keep_labels=True)

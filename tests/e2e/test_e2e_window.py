@@ -326,3 +326,54 @@ def test_enter_accepts_a_stored_prediction_when_no_shape_is_pending(qtbot, windo
     assert (labels != UNLABELED).all()
     key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # one undo step
     assert window.document.labels[100, 400] == UNLABELED
+
+
+def test_painting_on_a_label_saved_in_an_earlier_session(qtbot, window, dialogs, membrane_project):
+    """Labels read back from disk once came as read-only buffers: the first stroke on an image
+    labeled in an earlier session raised instead of painting."""
+    from gui.main_window import MainWindow
+
+    image_id = window.current_image_id()
+    key(qtbot, window, Qt.Key.Key_2)
+    window.context.set_brush_size(9)
+    drag(qtbot, window.canvas, [(100, 100), (200, 100)])
+    assert window.flush_labels()
+    window.close()  # the earlier session ends; the next one reads the label from disk
+
+    again = MainWindow(autosave_ms=300)
+    qtbot.addWidget(again)
+    again.resize(1200, 800)
+    again.show()
+    qtbot.waitExposed(again)
+    again.activateWindow()  # the class and tool keys are window shortcuts
+    qtbot.waitUntil(again.isActiveWindow, timeout=5000)
+    try:
+        assert again.project_actions.open_path(membrane_project)
+        assert again.current_image_id() == image_id
+        assert again.document.labels[100, 150] == 1
+        key(qtbot, again, Qt.Key.Key_3)
+        drag(qtbot, again.canvas, [(100, 300), (200, 300)])  # brush
+        key(qtbot, again, Qt.Key.Key_E)
+        drag(qtbot, again.canvas, [(190, 100), (200, 100)])  # eraser
+        assert again.flush_labels()
+        saved = on_disk(again, image_id)
+        assert saved[300, 150] == 2 and saved[100, 120] == 1 and saved[100, 196] == UNLABELED
+        assert dialogs.errors == []
+    finally:
+        again.close()
+
+
+def test_flood_fill_keeps_strokes_of_other_classes(qtbot, window):
+    """A background fill around painted strokes once wiped the strokes."""
+    image = window.project.read_image(window.current_image_id())
+    key(qtbot, window, Qt.Key.Key_2)
+    window.context.set_brush_size(5)
+    drag(qtbot, window.canvas, [(60, 250), (450, 250)])  # a long stroke of "membrane"
+    stroke = window.document.labels == 1
+    key(qtbot, window, Qt.Key.Key_1)
+    key(qtbot, window, Qt.Key.Key_G)
+    window.context.set_tolerance(255)  # the whole image is "similar": everything else fills
+    click(qtbot, window.canvas, 20, 20)
+    labels = window.document.labels
+    assert (labels[stroke] == 1).all() and (labels[~stroke] == 0).all()
+    assert image.shape[:2] == labels.shape

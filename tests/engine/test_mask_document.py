@@ -91,6 +91,25 @@ def test_flood_fill_on_rgb_and_16bit_and_labels():
     assert (doc.labels[10:, :15] == 7).all() and (doc.labels[10:, 15:] == 2).all()
 
 
+def test_flood_fill_keep_labels_spares_other_classes():
+    """Filling the background once wiped the user's cell strokes lying on it."""
+    image = np.zeros((64, 80), np.uint8)
+    doc = blank()
+    doc.paint_line((10, 30), (60, 30), 3, 2)  # a stroke of class 2 across the region
+    doc.fill_polygon([(30, 5), (40, 5), (40, 15), (30, 15)], 1)  # a shape of class 1 inside it
+    doc.flood_fill(70, 60, 0, image, tolerance=10, keep_labels=True)
+    labels = doc.labels
+    assert labels[30, 35] == 2 and labels[10, 35] == 1  # kept
+    assert labels[50, 50] == 0 and (labels != UNLABELED).all()
+    doc.undo()
+    # Clicking a labeled pixel recolours its class within the region, still sparing others.
+    doc.flood_fill(35, 10, 3, image, tolerance=10, keep_labels=True)
+    assert labels[10, 35] == 3 and labels[30, 35] == 2 and labels[50, 50] == 3
+    doc.undo()
+    doc.flood_fill(70, 60, 0, image, tolerance=10)  # the engine default still overwrites
+    assert (labels == 0).all()
+
+
 def test_apply_values_is_one_step():
     doc = blank()
     where = np.zeros(doc.labels.shape, bool)
