@@ -22,7 +22,6 @@ Writing: one annotation per class present in an image, ``iscrowd: 1``, compresse
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -34,6 +33,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import UserError
+from engine.formats.jsonfile import read_json_object
 from engine.formats.classes import ClassTable
 from engine.formats.safepath import resolve_inside
 
@@ -101,16 +101,7 @@ def _find_image(name: str, json_path: Path, image_roots: Sequence[Path]) -> Path
 def read_coco(path: str | os.PathLike, image_roots: Sequence[Path] = ()) -> CocoFile:
     """Read and check a COCO JSON; its images must lie under ``image_roots`` or its own folder."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise UserError("file not found", path) from exc
-    except OSError as exc:
-        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"not valid JSON ({exc})", path) from exc
-    if not isinstance(doc, dict):
-        raise UserError("not a COCO file (the JSON is not an object)", path)
+    doc = read_json_object(path, "COCO")
 
     categories: dict[int, tuple[str, tuple[int, int, int] | None]] = {}
     for i, cat in enumerate(_list(doc, "categories", path)):

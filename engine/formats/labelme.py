@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import UserError
+from engine.formats.jsonfile import read_json_object
 from engine.formats.classes import ClassTable
 from engine.formats.polygons import circle_radius, fill_circle, fill_polygons, mask_to_groups
 from engine.formats.safepath import resolve_inside
@@ -119,16 +119,7 @@ def _sniff_extension(data: bytes) -> str:
 def read_labelme(path: str | os.PathLike, roots: Sequence[Path]) -> LabelmeFile:
     """Read and check one LabelMe JSON; file names in it must resolve under ``roots``."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise UserError("file not found", path) from exc
-    except OSError as exc:
-        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"not valid JSON ({exc})", path) from exc
-    if not isinstance(doc, dict):
-        raise UserError("not a LabelMe file (the JSON is not an object)", path)
+    doc = read_json_object(path, "LabelMe")
     raw_shapes = _field(doc, "shapes", "the file", path)
     if not isinstance(raw_shapes, list):
         raise UserError("field 'shapes' is not a list", path)
