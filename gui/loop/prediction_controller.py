@@ -81,7 +81,8 @@ class PredictionController(QObject):
     # -- showing -----------------------------------------------------------------------------------
 
     def image_changed(self, image_id: int | None = None) -> None:
-        """Show the stored prediction of the current image (or none)."""
+        """Show the stored prediction of the current image; with none stored and a model
+        active, predict it (the user came to this image to see what the model makes of it)."""
         project = self.window.project
         image_id = self.window.current_image_id() if image_id is None else image_id
         stored = None
@@ -89,6 +90,12 @@ class PredictionController(QObject):
             stored = project.read_prediction(image_id)
         if stored is None:
             self._show(None)
+            if (project is not None and image_id is not None
+                    and image_id == self.window.current_image_id()
+                    and self.active_checkpoint is not None
+                    and self.window.document is not None):  # not an unreadable image
+                if self.predict_current(store=not getattr(project, "readonly", False)):
+                    return
             self.panel.info_label.setText("No prediction for this image yet: train a model, "
                                           "or press Predict all." if project else "")
             return

@@ -160,3 +160,23 @@ def test_export_the_active_model_as_onnx(qtbot, tmp_path, dialogs, trained_templ
     assert (out.parent / "model.onnx.json").is_file()
     assert dialogs.errors == []
     close_window(qtbot, window)
+
+
+def test_going_to_an_image_without_prediction_predicts_it_with_the_active_model(
+        qtbot, tmp_path, dialogs, trained_template):
+    """The panel once said "train a model" on every image not yet predicted, though a model
+    was active; N (label next) then led to images with nothing to accept."""
+    window = open_window(qtbot, copy_project(trained_template, tmp_path))
+    project = window.project
+    record = next(r for r in project.images()
+                  if r.labeled_pixels == 0 and r.id != window.current_image_id())
+    with qtbot.waitSignal(window.loop.predictions.predictionShown, timeout=60_000,
+                          check_params_cb=lambda image_id: image_id == record.id):
+        window.go_to_image(record.id)
+    stored = project.read_prediction(record.id)
+    assert stored is not None and np.array_equal(shown_classmap(window), stored[0])
+    assert project.image(record.id).prediction_run == project.last_run().name
+    assert "uncertainty" in window.loop.prediction_panel.info_label.text()
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)  # something to accept at once
+    assert (window.document.labels != UNLABELED).all()
+    close_window(qtbot, window)
