@@ -293,6 +293,7 @@ class MainWindow(QMainWindow):
         if not self.image_panel.view.hasFocus():  # arrow keys in the list keep working
             self.canvas.setFocus()
         self._update_image_actions()
+        self._show_pointer()  # the pixel under a still pointer belongs to the new image now
         self.currentImageChanged.emit(image_id)
         # The neighbours, so that PgDown/PgUp find them ready.
         around = [i for i in (self.image_panel.neighbour(image_id, 1),

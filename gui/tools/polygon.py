@@ -88,6 +88,7 @@ class PolygonTool(Tool):
         self.canvas.preview.clear()
         if was:
             self.canvas.pendingChanged.emit(False)
+            self.canvas.status_message("")  # the "click the corners" hint no longer applies
 
     def _show(self) -> None:
         self.canvas.preview.set_polygon(self.points, self._pointer)

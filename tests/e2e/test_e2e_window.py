@@ -90,6 +90,15 @@ def test_polygon_takes_enter_from_the_loop(qtbot, window):
         click(qtbot, canvas, x, y)
     key(qtbot, window, Qt.Key.Key_Escape)
     assert (labels[300:400, 300:400] == UNLABELED).all()
+    assert window.statusBar().currentMessage() == ""  # the corner hint went with the polygon
+
+
+def test_status_fields_follow_an_image_switch_under_a_still_pointer(qtbot, window):
+    window.context.set_brush_size(21)
+    drag(qtbot, window.canvas, [(200, 200), (210, 200)])
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: background", timeout=2000)
+    key(qtbot, window, Qt.Key.Key_PageDown)  # the next image has no label there
+    assert window.status.label.text() == "label: unlabeled"
 
 
 def test_flood_fill_stays_inside_a_cell(qtbot, window, membrane_dir):
