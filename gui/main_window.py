@@ -171,6 +171,8 @@ class MainWindow(QMainWindow):
             self.session.modifiedChanged.connect(self.status.show_saved)
             self.session.saved.connect(self._labels_saved)
             self.session.saveFailed.connect(self._save_failed)
+            # The label under a still pointer changes with Enter, undo, a fill...
+            self.session.edited.connect(lambda _id: self._pointer_moved(*self._pointer))
             self.loader = ImageLoader(project)
             self.thumbnails = ThumbnailMaker(project, self)
             self.thumbnails.ready.connect(self.image_panel.set_thumbnail)

@@ -33,6 +33,7 @@ class LabelSession(QObject):
     modifiedChanged = Signal(bool)  # some label is unsaved / everything is saved
     saved = Signal(list)  # image ids just written
     saveFailed = Signal(str)  # one line: which file, why
+    edited = Signal(int)  # an image's labels changed in memory (paint, undo, accept...)
 
     def __init__(self, project, debounce_ms: int = DEFAULT_DEBOUNCE_MS,
                  max_delay_ms: int = DEFAULT_MAX_DELAY_MS, parent: QObject | None = None) -> None:
@@ -107,6 +108,7 @@ class LabelSession(QObject):
         waited_ms = (now - self._first_unsaved) * 1000.0
         self._timer.start(int(max(0.0, min(self.debounce_ms, self.max_delay_ms - waited_ms))))
         self._update_modified()
+        self.edited.emit(image_id)
 
     def autosave(self) -> None:
         doc_in_stroke = any(d.in_stroke for d in self._docs.values())

@@ -99,6 +99,10 @@ def test_status_fields_follow_an_image_switch_under_a_still_pointer(qtbot, windo
     qtbot.waitUntil(lambda: window.status.label.text() == "label: background", timeout=2000)
     key(qtbot, window, Qt.Key.Key_PageDown)  # the next image has no label there
     assert window.status.label.text() == "label: unlabeled"
+    drag(qtbot, window.canvas, [(205, 200), (206, 200)])  # painted: the field follows
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: background", timeout=2000)
+    key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undone, pointer still
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: unlabeled", timeout=2000)
 
 
 def test_flood_fill_stays_inside_a_cell(qtbot, window, membrane_dir):
