@@ -15,13 +15,18 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QMessageBox,
+    QPushButton,
     QRadioButton,
     QVBoxLayout,
     QWidget,
 )
+
+# Dialogs that hold a folder path are at least this wide (pixels), so the path shows.
+DIALOG_MIN_WIDTH = 640
 
 
 def show_error(parent: QWidget | None, title: str, text: str, details: str | None = None) -> None:
@@ -104,15 +109,21 @@ def ask_new_project(parent: QWidget | None, start_dir: str = "",
     dialog = QDialog(parent)
     dialog.setWindowTitle("New project")
     form = QFormLayout(dialog)
+    # Wide enough for a real folder path and a few class names (it was cut at 320 px).
+    dialog.setMinimumWidth(DIALOG_MIN_WIDTH)
     folder = QLineEdit(start_dir or str(Path.home()))
-    browse = QDialogButtonBox()
-    pick = browse.addButton("Choose…", QDialogButtonBox.ButtonRole.ActionRole)
+    pick = QPushButton("Choose…")
     pick.clicked.connect(lambda: folder.setText(
         QFileDialog.getExistingDirectory(dialog, "Where the project goes", folder.text()) or folder.text()))
+    folder_row = QWidget()
+    row_layout = QHBoxLayout(folder_row)
+    row_layout.setContentsMargins(0, 0, 0, 0)
+    row_layout.addWidget(folder, 1)
+    row_layout.addWidget(pick)
     name = QLineEdit(suggested_name or "my-project")
     classes = QLineEdit("background, foreground")
-    form.addRow("In folder", folder)
-    form.addRow("", browse)
+    classes.setPlaceholderText("for example: background, cell, debris")
+    form.addRow("In folder", folder_row)
     form.addRow("Project name", name)
     form.addRow("Classes (comma separated)", classes)
     buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
@@ -170,6 +181,7 @@ def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict 
 
     dialog = QDialog(parent)
     dialog.setWindowTitle("Import images with masks or annotations")
+    dialog.setMinimumWidth(DIALOG_MIN_WIDTH + 120)
     form = QFormLayout(dialog)
     fmt = QComboBox()
     for key, text in IMPORT_FORMAT_CHOICES:
@@ -246,6 +258,7 @@ def ask_export_masks(parent: QWidget | None, start_dir: str = "") -> dict | None
 
     dialog = QDialog(parent)
     dialog.setWindowTitle("Export masks")
+    dialog.setMinimumWidth(DIALOG_MIN_WIDTH)
     form = QFormLayout(dialog)
     fmt = QComboBox()
     for key, text in EXPORT_FORMAT_CHOICES:
