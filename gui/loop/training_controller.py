@@ -9,7 +9,7 @@ label files at its start, so the user may keep painting while it trains.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -18,6 +18,9 @@ from engine.errors import UserError, WeightsUnavailableError
 from gui.loop.model_panel import mean_iou, usable_run
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
+
+if TYPE_CHECKING:
+    from engine.project import RunRecord
 
 SETTINGS_KEY = "loop.training"
 OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel and choose a "
@@ -85,14 +88,21 @@ class TrainingController(QObject):
     def project_changed(self, project) -> None:
         """A project was opened or closed: forget the old one's run, offer the new one's."""
         self.panel.setEnabled(project is not None)
-        self._offer_last_runs(project)
+        newest = self._offer_last_runs(project)
+        # A reopened project said "Not trained yet." beside its trained models.
+        if newest is None:
+            self.panel.status_label.setText("Not trained yet.")
+        else:
+            score = mean_iou(newest.metrics)
+            score_text = f", validation mIoU {score:.3f}" if score is not None else ""
+            self.panel.status_label.setText(f"Last model: run {newest.name}{score_text}.")
         if project is None:
             return
         saved = project.get_setting(SETTINGS_KEY, None)
         if isinstance(saved, dict):
             self.panel.apply_settings(saved)
 
-    def _offer_last_runs(self, project) -> None:
+    def _offer_last_runs(self, project) -> RunRecord | None:
         """What "continue from the last model" means per architecture: as the engine picks it,
         the newest finished or stopped run of that model with its checkpoint on disk."""
         last_runs: dict[str, tuple[str, dict]] = {}
@@ -100,8 +110,9 @@ class TrainingController(QObject):
         for run in (project.runs() if project is not None else []):
             if usable_run(run):
                 last_runs[run.model] = (run.name, dict(run.config.get("model_options") or {}))
-                newest = run.model
-        self.panel.set_last_runs(last_runs, newest)
+                newest = run
+        self.panel.set_last_runs(last_runs, newest.model if newest else None)
+        return newest
 
     # -- devices (lazy: the only reason to import torch before training) ------------------------
 

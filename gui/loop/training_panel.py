@@ -248,7 +248,11 @@ class TrainingPanel(QWidget):
         self.batch_spin.setValue(int(saved.get("batch_size") or 0))
         self.crop_spin.setValue(int(saved.get("crop") or 0))
         self.lr_spin.setValue(float(saved.get("lr") or 0.0))
-        if saved.get("init") in ("pretrained", "scratch"):
+        # Once a model of this kind exists, continuing from it is the default, as it is right
+        # after a training; a remembered "scratch" from before the first model would otherwise
+        # throw the loop's progress away on reopening.
+        if (saved.get("init") in ("pretrained", "scratch")
+                and self.model_combo.currentData() not in self._last_runs):
             index = self.init_combo.findData(saved["init"])
             if index >= 0:
                 self.init_combo.setCurrentIndex(index)

@@ -180,3 +180,21 @@ def test_going_to_an_image_without_prediction_predicts_it_with_the_active_model(
     qtbot.keyClick(window.canvas, Qt.Key.Key_Return)  # something to accept at once
     assert (window.document.labels != UNLABELED).all()
     close_window(qtbot, window)
+
+
+def test_reopened_trained_project_continues_from_its_model(qtbot, tmp_path, dialogs,
+                                                           trained_template):
+    """Reopening once restored the "From scratch" remembered from the first training (the
+    loop's progress thrown away on the next Train) and said "Not trained yet."."""
+    from engine.project import Project
+
+    path = copy_project(trained_template, tmp_path)
+    with Project.open(path) as project:
+        project.set_setting("loop.training", {"model": "unet", "init": "scratch", "epochs": 2})
+        run = project.last_run().name
+    window = open_window(qtbot, path)
+    panel = window.loop.training_panel
+    assert panel.init_combo.currentData() == "last"
+    assert panel.settings()["epochs"] == 2  # the other remembered choices stay
+    assert run in panel.status_label.text() and "Not trained" not in panel.status_label.text()
+    close_window(qtbot, window)
