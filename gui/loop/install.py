@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QEvent, QSize, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QWidget
+from PySide6.QtWidgets import QDockWidget, QFrame, QScrollArea, QStyle, QWidget
 
 from gui.loop.model_controller import EXPORT_FORMATS, ModelController
 from gui.loop.model_panel import ModelPanel
@@ -42,10 +42,35 @@ class Loop:
         self.models.shutdown()
 
 
+class _PanelScroll(QScrollArea):
+    """Scrolls a panel vertically; as wide as the panel needs (now: opening Advanced widens
+    it) plus the scroll bar, so that the bar never covers a field."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(widget)
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.updateGeometry()  # the panel's needs changed: the dock's layout asks again
+        return False
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        return QSize(self.widget().minimumSizeHint().width() + bar, 60)
+
+
 def _dock(window, title: str, name: str, widget: QWidget) -> QDockWidget:
     dock = QDockWidget(title, window)
     dock.setObjectName(name)  # saveState/restoreState find docks by object name
-    dock.setWidget(widget)
+    # In a scroll area, so that the panels' own minimum heights (chart, log, Advanced) do not
+    # add up to a window taller than a laptop screen (it was 760 px, 900 with Advanced open):
+    # a squeezed panel scrolls instead.
+    dock.setWidget(_PanelScroll(widget))
     dock.setAllowedAreas(Qt.DockWidgetArea.LeftDockWidgetArea | Qt.DockWidgetArea.RightDockWidgetArea)
     window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
     return dock
