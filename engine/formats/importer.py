@@ -34,6 +34,7 @@ from engine.formats import labelme as labelme_format
 from engine.formats import voc as voc_format
 from engine.formats.classes import ClassTable
 from engine.formats.masks import RawMask, decode_raw_masks, read_mask_file
+from engine.natural_order import natural_key
 
 FORMATS = ("png", "coco", "labelme", "voc")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -80,8 +81,9 @@ def _walk_files(folder: Path, keep: Callable[[str], bool], skip: Sequence[Path] 
         if any(here == s or s in here.parents for s in skip_resolved):
             dirs[:] = []
             continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / n for n in sorted(names) if not n.startswith(".") and keep(n))
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+        found.extend(Path(root) / n for n in sorted(names, key=natural_key)
+                     if not n.startswith(".") and keep(n))
     return found
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError
+from engine.natural_order import natural_key
 from engine.palette import palette_for
 from engine.project.base import (
     BAD_NAME_CHARS,
@@ -218,13 +219,13 @@ class ImagesMixin(ProjectBase):
             if path.is_dir():
                 found = []
                 for root, dirs, names in os.walk(path):
-                    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                    dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
                     if Path(root).resolve() == inside or inside in Path(root).resolve().parents:
                         dirs[:] = []
                         continue
                     found.extend(
                         Path(root) / n
-                        for n in sorted(names)
+                        for n in sorted(names, key=natural_key)
                         if not n.startswith(".") and imageio.is_image_file(n)
                     )
                 if not found:

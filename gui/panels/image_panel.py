@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.natural_order import natural_key
 from gui.loader import THUMB_SIZE
 
 STATUSES = ("unlabeled", "partly", "done", "predicted", "error")
@@ -138,7 +139,7 @@ class ImageListModel(QAbstractListModel):
         if role == SortRole:
             key = self.sort_key
             if key == "name":
-                return record.name.casefold()
+                return natural_key(record.name)  # 2.png before 10.png
             if key == "labeled":
                 return labeled_share(record)
             if key == "uncertainty":

@@ -243,6 +243,18 @@ def test_sort_by_name_and_next_follows_the_shown_order(qtbot, window):
         panel.set_sort("colour")
 
 
+def test_sort_by_name_puts_9_before_10(qtbot, window, membrane_dir, tmp_path):
+    source = membrane_dir / "images" / "5.png"
+    for name in ("10.png", "9.png"):
+        (tmp_path / name).write_bytes(source.read_bytes())
+    added = window.project.add_images([tmp_path / "10.png", tmp_path / "9.png"])
+    window.images_added([r.id for r in added])
+    panel = window.image_panel
+    panel.set_sort("name")
+    assert [panel.record(i).name for i in panel.ordered_ids()] == ["0.png", "1.png", "2.png",
+                                                                  "9.png", "10.png"]
+
+
 def test_unreadable_image_gets_an_error_badge_and_the_rest_works(qtbot, window):
     from gui.panels.image_panel import StatusRole
 

@@ -378,3 +378,20 @@ def test_read_label_of_a_saved_label_is_writable(tmp_path):
         again = project.read_label(record.id)
         assert again.flags.writeable
         again[8, 8] = 0
+
+
+def test_folders_are_added_in_natural_order(tmp_path):
+    """Numbered files once came in string order (0, 1, 10, 11, ..., 2): 2 now precedes 10."""
+    from engine.natural_order import natural_key
+
+    folder = tmp_path / "stack"
+    (folder / "s10").mkdir(parents=True)
+    (folder / "s2").mkdir()
+    image = np.zeros((8, 8), np.uint8)
+    for rel in ("10.png", "2.png", "img_010b.png", "img_9a.png", "s10/1.png", "s2/1.png"):
+        cv2.imwrite(str(folder / rel), image)
+    with Project.create(tmp_path / "p", ["background", "fg"]) as project:
+        records = project.add_images([folder])
+    assert [r.file for r in records] == ["images/2.png", "images/10.png", "images/img_9a.png",
+                                        "images/img_010b.png", "images/1.png", "images/1-2.png"]
+    assert sorted(["a10", "A2", "a1"], key=natural_key) == ["a1", "A2", "a10"]
