@@ -238,6 +238,10 @@ def _plan_masks(paths, masks_dir: Path, table: ClassTable, unlabeled_value, repo
         if progress:
             progress("reading masks", n + 1, len(images))
     if not raws:
+        if any(image.resolve().parent == masks_dir.resolve() for image, _ in images):
+            # A mask and its image share a name; in one folder the file is only the image.
+            raise UserError("holds the images themselves: give the folder of the masks "
+                            "(masks need a folder of their own)", masks_dir)
         raise UserError("no mask in this folder has the name of an imported image", masks_dir)
     report.masks_without_image = sorted(str(m) for m in by_rel.values() if m not in used)
     for item, label in zip(with_mask, decode_raw_masks(raws, table, unlabeled_value)):

@@ -214,8 +214,16 @@ class ImagesMixin(ProjectBase):
         files: list[Path] = []
         seen: set[Path] = set()
         inside = self.path.resolve()
+        own_images = (self.path / IMAGES).resolve()
         for raw in paths:
             path = Path(raw)
+            # The project's own copies (or the whole project) again: "no images here" or a
+            # duplicate named "-2" would puzzle; say what it is.
+            if path.exists() and path.resolve() == inside:
+                raise UserError("is this project's own folder, not a folder of new images", path)
+            if path.exists() and (path.resolve() == own_images
+                                  or own_images in path.resolve().parents):
+                raise UserError("is in this project already (its folder of image copies)", path)
             if path.is_dir():
                 found = []
                 for root, dirs, names in os.walk(path):

@@ -88,6 +88,11 @@ def _truncated_image(images, masks, tmp_path):
     return images / "b.png", ["--masks", masks]
 
 
+def _masks_in_the_image_folder(images, masks, tmp_path):
+    # --masks naming the images' own folder said "no mask has the name of an image".
+    return images, ["--masks", images]
+
+
 def _other_size(images, masks, tmp_path):
     Image.fromarray(np.zeros((H, W + 2), np.uint8)).save(masks / "b.png")
     return masks / "b.png", ["--masks", masks]
@@ -123,6 +128,7 @@ REASONS = {
     _text_as_png: "not an image",
     _truncated: "truncated",
     _truncated_image: "truncated",
+    _masks_in_the_image_folder: "holds the images themselves",
     _other_size: "but its image",
     _coco_unknown_category: "category_id 3",
     _coco_parent_name: "outside",
@@ -132,7 +138,8 @@ REASONS = {
 
 @pytest.mark.parametrize(
     "make",
-    [_zero_byte, _text_as_png, _truncated, _truncated_image, _other_size, _coco_unknown_category, _coco_parent_name, _labelme_missing_field],
+    [_zero_byte, _text_as_png, _truncated, _truncated_image,
+     _masks_in_the_image_folder, _other_size, _coco_unknown_category, _coco_parent_name, _labelme_missing_field],
 )
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(project_dir, tmp_path, capsys, make):
     images, masks = _data(tmp_path)

@@ -156,3 +156,15 @@ def test_damaged_label_file_names_itself_and_the_rest_works(project):
     assert (project.read_label(b.id) == 255).all()
     project.write_label(a.id, np.ones(SHAPE, np.uint8))  # saving over it repairs it
     assert project.read_label(a.id).min() == 1
+
+
+def test_adding_the_projects_own_images_again_is_refused_by_name(project):
+    """Its copy was once added a second time as "i0-2.png", and its folder of copies gave
+    "no images in this folder"."""
+    own = project.image_path(project.images()[0].id)
+    for path, words in ((own, "in this project already"), (own.parent, "in this project already"),
+                        (project.path, "this project's own folder")):
+        with pytest.raises(UserError) as caught:
+            project.add_images([path])
+        assert words in str(caught.value) and str(path) in str(caught.value)
+    assert len(project.images()) == 3
