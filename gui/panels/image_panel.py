@@ -41,6 +41,15 @@ STATUS_COLORS = {
     "predicted": QColor(70, 130, 230),
     "error": QColor(220, 50, 50),
 }
+def _status_line(status: str, share: float) -> str:
+    """The line under an image's name: its status and, where it says something, the share."""
+    if status == "partly" and share >= 0.9995:
+        return "fully labeled, not marked done"
+    if status in ("partly", "done"):
+        return f"{status}  {share * 100:.0f}% labeled"
+    return status
+
+
 SORT_KEYS = {"import": "Import order", "name": "Name", "labeled": "Labeled share",
              "uncertainty": "Uncertainty"}
 
@@ -219,8 +228,7 @@ class ImageDelegate(QStyledItemDelegate):
         painter.drawText(QRect(x, r.top() + 6, width, line), Qt.AlignmentFlag.AlignLeft, name)
         share = index.data(ShareRole)
         error = index.data(ErrorRole)
-        shown = "labeled" if status == "partly" and share >= 0.9995 else status
-        detail = f"{shown}  {share * 100:.0f}% labeled" if not error else "cannot be read"
+        detail = _status_line(status, share) if not error else "cannot be read"
         painter.setPen(color if not selected else text_color)
         painter.drawText(QRect(x, r.top() + 8 + line, width, line), Qt.AlignmentFlag.AlignLeft,
                          detail)

@@ -29,3 +29,13 @@ def test_fields_are_wide_enough_for_what_they_show(qtbot):
         assert _fits(label), label.text()
     assert fields.value.text() == "value (65535, 65535, 65535)"
     assert fields.label.text() == "label: mitochondria outer membrane"
+
+
+def test_image_list_status_line_says_each_thing_once():
+    from gui.panels.image_panel import _status_line
+
+    assert _status_line("partly", 0.08) == "partly  8% labeled"
+    assert _status_line("partly", 1.0) == "fully labeled, not marked done"
+    assert _status_line("done", 1.0) == "done  100% labeled"
+    assert _status_line("unlabeled", 0.0) == "unlabeled"
+    assert "labeled" not in _status_line("predicted", 0.0)
