@@ -126,10 +126,18 @@ class _Progress:
     def _TrainFinished(self, e) -> None:  # noqa: N802
         r = e.result
         self._print(("stopped" if r.stopped else "finished") +
-                    f" after {r.metrics.get('epochs', 0)} epoch(s), {r.metrics.get('steps', 0)} steps "
-                    f"in {_clock(r.metrics.get('seconds', 0))}")
+                    f" after {_epochs_and_steps(r.metrics)} in {_clock(r.metrics.get('seconds', 0))}")
         self._print(f"metrics: {format_metrics(r.metrics)}")
         self._print(f"checkpoint: {r.best_checkpoint}")
+
+
+def _epochs_and_steps(metrics: dict) -> str:
+    """"3 epochs, 480 steps"; a time budget that ends mid-epoch says so instead of "0 epochs"."""
+    epochs, steps = int(metrics.get("epochs", 0) or 0), int(metrics.get("steps", 0) or 0)
+    step_word = "step" if steps == 1 else "steps"
+    if epochs == 0:
+        return f"{steps} {step_word} (less than one epoch)"
+    return f"{epochs} epoch{'' if epochs == 1 else 's'}, {steps} {step_word}"
 
 
 def _clock(seconds: float | None) -> str:
@@ -222,6 +230,8 @@ def _register_predict(subparsers) -> None:
     which.add_argument("--unlabeled", action="store_true", help="only images without any label")
     p.add_argument("--model", metavar="CKPT", help="a checkpoint file: predict IMAGE files without a project")
     p.add_argument("--out", metavar="DIR", help="with --model: folder for the mask PNGs")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --model: replace mask PNGs already in --out (default: refuse)")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="one JSON object per image")
     p.set_defaults(func=run_predict)
@@ -286,6 +296,28 @@ def _predict_project(args: argparse.Namespace) -> int:
     return 0
 
 
+def image_files(paths: list[str]) -> list[Path]:
+    """The image files named, with folders expanded to the images in them (recursive, in
+    natural order), as ``import`` takes them."""
+    from engine.imageio import is_image_file
+    from engine.natural_order import natural_key
+
+    found: list[Path] = []
+    for arg in paths:
+        path = Path(arg)
+        if path.is_dir():
+            inside = sorted((p for p in path.rglob("*") if p.is_file() and is_image_file(p)),
+                            key=lambda p: natural_key(str(p.relative_to(path))))
+            if not inside:
+                raise UserError("no image files in this folder", path)
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise UserError("no such image file or folder", path)
+    return found
+
+
 def output_names(images: list[Path]) -> list[str]:
     """``a.tif -> a.png``; two inputs that would write the same file are an error."""
     names, seen = [], {}
@@ -325,10 +357,7 @@ def _predict_files(args: argparse.Namespace) -> int:
     from engine.imageio import read_image, read_image_info
     from engine.inference import Predictor
 
-    images = [Path(p) for p in args.paths]
-    for path in images:
-        if not path.is_file():
-            raise UserError("no such image file", path)
+    images = image_files(args.paths)
     names = output_names(images)
     colors = load_checkpoint(args.model).class_colors
     predictor = Predictor.from_checkpoint(args.model, device=args.device)
@@ -337,6 +366,11 @@ def _predict_files(args: argparse.Namespace) -> int:
         raise UserError("--out must be a folder", out)
     for path in images:  # headers first: a file that is no image stops us before writing
         read_image_info(path)
+    if not args.overwrite:
+        existing = [out / name for name in names if (out / name).exists()]
+        if existing:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise UserError(f"already exists{more}; add --overwrite to replace", existing[0])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -75,7 +75,8 @@ def device_name(device) -> str:
         return f"{torch.cuda.get_device_name(index)} (cuda:{index})"
     if device.type == "mps":
         return "Apple GPU (mps)"
-    return f"CPU, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def thread_count(requested: int | None) -> int | None:

@@ -130,12 +130,22 @@ def test_predict_model_on_files_writes_one_index_png_per_image(project_dir, memb
     assert b.mode == "P" and b.size == (75, 70)
     assert set(np.unique(np.array(b)).tolist()) <= {0, 1}
     assert "a.png" in capsys.readouterr().out
+    first = (out / "b.png").read_bytes()
+    # The same command again refuses to replace the masks, and says how to.
+    _one_line_error(capsys, main(["predict", "--model", checkpoint, str(inputs), "--out", str(out)]),
+                    "--overwrite")
+    # A folder stands for the images in it, as for import.
+    again = tmp_path / "again"
+    assert main(["predict", "--model", checkpoint, str(inputs), "--out", str(again)]) == 0
+    assert sorted(p.name for p in again.iterdir()) == ["a.png", "b.png"]
+    assert (again / "b.png").read_bytes() == first
+    assert main(["predict", "--model", checkpoint, str(inputs), "--out", str(out), "--overwrite"]) == 0
 
 
 def test_predict_bad_input(project_dir, tmp_path, capsys):
     out = tmp_path / "masks"
     _one_line_error(capsys, main(["predict", "--model", str(tmp_path / "no.pt"), "x.png", "--out", str(out)]),
-                    "no such image file")
+                    "no such image file or folder")
     (tmp_path / "x.png").write_bytes(b"not a png")
     fake = tmp_path / "fake.pt"
     fake.write_bytes(b"garbage")
