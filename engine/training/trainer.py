@@ -13,7 +13,6 @@ the time), the best and last checkpoints.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
