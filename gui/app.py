@@ -71,10 +71,25 @@ def startup_project(window, argv: list[str]) -> None:
     window.project_actions.open_path(sample, ask=False)
 
 
+def no_display_reason(environ, platform: str) -> str | None:
+    """Why the window cannot open here, or None. Without it Qt aborts the process with a
+    page about platform plugins, which tells a user on a server nothing useful."""
+    if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
+        return None
+    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
+        return None
+    return ("no display (DISPLAY and WAYLAND_DISPLAY are unset); the command line works without "
+            "one: python main.py --help")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("-"):
         print(f"maskloop: unknown option {argv[0]} (see python main.py --help)", file=sys.stderr)
+        return 2
+    missing = no_display_reason(os.environ, sys.platform)
+    if missing:
+        print(f"maskloop: cannot open the window: {missing}", file=sys.stderr)
         return 2
     app = make_application(argv)
     from gui.main_window import MainWindow

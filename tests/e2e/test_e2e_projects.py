@@ -300,3 +300,26 @@ def test_a_missing_project_on_the_command_line_is_a_message(bare_window, dialogs
     assert bare_window.project is None
     (title, text), = dialogs.errors
     assert "nowhere" in text and "no such project folder" in text
+
+
+def test_no_display_is_one_clear_line_not_a_qt_abort(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gui.app import no_display_reason
+
+    assert no_display_reason({}, "linux") is not None
+    assert no_display_reason({"DISPLAY": ":0"}, "linux") is None
+    assert no_display_reason({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert no_display_reason({}, "win32") is None
+    if not sys.platform.startswith("linux"):
+        return
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    main_py = Path(__file__).resolve().parents[2] / "main.py"
+    proc = subprocess.run([sys.executable, str(main_py), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no display" in lines[0], proc.stderr
