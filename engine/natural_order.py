@@ -7,7 +7,10 @@ numbers instead.
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
+from typing import Callable, Sequence
 
 _DIGITS = re.compile(r"\d+")
 # Wider than any number in a file name (a 20-digit timestamp still fits).
@@ -19,3 +22,21 @@ def natural_key(name: str) -> str:
 
     A string rather than a tuple, so that Qt's sort models can compare it too."""
     return _DIGITS.sub(lambda m: m.group().lstrip("0").zfill(_WIDTH), name.casefold())
+
+
+def walk_files(folder: Path, keep: Callable[[str], bool], skip: Sequence[Path] = ()) -> list[Path]:
+    """Files under ``folder`` (recursive, sorted, hidden ones skipped) that ``keep`` accepts,
+    outside the ``skip`` folders (those holding ``folder`` itself do not count)."""
+    top = folder.resolve()
+    skip_resolved = [s.resolve() for s in skip]
+    skip_resolved = [s for s in skip_resolved if not (s == top or s in top.parents)]
+    found: list[Path] = []
+    for root, dirs, names in os.walk(folder):
+        here = Path(root).resolve()
+        if any(here == s or s in here.parents for s in skip_resolved):
+            dirs[:] = []
+            continue
+        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
+        found.extend(Path(root) / n for n in sorted(names, key=natural_key)
+                     if not n.startswith(".") and keep(n))
+    return found

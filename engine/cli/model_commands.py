@@ -300,14 +300,13 @@ def image_files(paths: list[str]) -> list[Path]:
     """The image files named, with folders expanded to the images in them (recursive, in
     natural order), as ``import`` takes them."""
     from engine.imageio import is_image_file
-    from engine.natural_order import natural_key
+    from engine.natural_order import walk_files
 
     found: list[Path] = []
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            inside = sorted((p for p in path.rglob("*") if p.is_file() and is_image_file(p)),
-                            key=lambda p: natural_key(str(p.relative_to(path))))
+            inside = walk_files(path, is_image_file)
             if not inside:
                 raise UserError("no image files in this folder", path)
             found.extend(inside)

@@ -34,7 +34,7 @@ from engine.formats import labelme as labelme_format
 from engine.formats import voc as voc_format
 from engine.formats.classes import ClassTable
 from engine.formats.masks import RawMask, decode_raw_masks, read_mask_file
-from engine.natural_order import natural_key
+from engine.natural_order import walk_files
 
 FORMATS = ("png", "coco", "labelme", "voc")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -67,24 +67,6 @@ class _Pending:
     source: Path  # the image file to copy in
     label: np.ndarray | None = None
     origin: Path | None = None  # the mask or annotation file the label came from
-
-
-def _walk_files(folder: Path, keep: Callable[[str], bool], skip: Sequence[Path] = ()) -> list[Path]:
-    """Files under ``folder`` (recursive, sorted, hidden ones skipped) that ``keep`` accepts,
-    outside the ``skip`` folders (those holding ``folder`` itself do not count)."""
-    top = folder.resolve()
-    skip_resolved = [s.resolve() for s in skip]
-    skip_resolved = [s for s in skip_resolved if not (s == top or s in top.parents)]
-    found: list[Path] = []
-    for root, dirs, names in os.walk(folder):
-        here = Path(root).resolve()
-        if any(here == s or s in here.parents for s in skip_resolved):
-            dirs[:] = []
-            continue
-        dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
-        found.extend(Path(root) / n for n in sorted(names, key=natural_key)
-                     if not n.startswith(".") and keep(n))
-    return found
 
 
 def _dedupe(paths: Iterable[Path]) -> list[Path]:
@@ -161,7 +143,7 @@ def _image_files(paths: Sequence[Path], skip: Sequence[Path]) -> list[tuple[Path
     pairs: list[tuple[Path, Path]] = []
     for path in paths:
         if path.is_dir():
-            files = _walk_files(path, imageio.is_image_file, skip)
+            files = walk_files(path, imageio.is_image_file, skip)
             if not files:
                 raise UserError("no images (PNG, JPEG, BMP, TIFF) in this folder", path)
             pairs.extend((f, path) for f in files)
@@ -186,7 +168,7 @@ def _mask_index(masks_dir: Path, skip: Sequence[Path]) -> tuple[dict[str, Path],
         raise UserError("mask folder not found", masks_dir)
     by_rel: dict[str, Path] = {}
     by_stem: dict[str, list[Path]] = {}
-    for mask in _walk_files(masks_dir, lambda n: n.lower().endswith(MASK_SUFFIXES), skip):
+    for mask in walk_files(masks_dir, lambda n: n.lower().endswith(MASK_SUFFIXES), skip):
         rel = mask.relative_to(masks_dir).with_suffix("").as_posix().casefold()
         if rel in by_rel:
             raise UserError(f"two masks for one name: {by_rel[rel].name} and {mask.name}", mask.parent)
@@ -268,7 +250,7 @@ def _plan_coco(paths, table: ClassTable, uncovered, progress) -> list[_Pending]:
             raise UserError("with COCO, give the JSON file(s) and the folder(s) holding their images", root)
     if not jsons:
         for root in roots:
-            jsons.extend(_walk_files(root, lambda n: n.lower().endswith(".json")))
+            jsons.extend(walk_files(root, lambda n: n.lower().endswith(".json")))
     if not jsons:
         raise UserError("no COCO JSON file given", paths[0] if paths else None)
     pending: list[_Pending] = []
@@ -298,9 +280,9 @@ def _plan_labelme(paths, table: ClassTable, uncovered, report, progress, temp: P
     loose_images: list[Path] = []
     for path in paths:
         if path.is_dir():
-            for json_path in _walk_files(path, lambda n: n.lower().endswith(".json")):
+            for json_path in walk_files(path, lambda n: n.lower().endswith(".json")):
                 docs.append((json_path, [path]))
-            loose_images.extend(_walk_files(path, imageio.is_image_file))
+            loose_images.extend(walk_files(path, imageio.is_image_file))
         elif path.is_file() and path.suffix.lower() == ".json":
             docs.append((path, [path.parent]))
         elif path.is_file():
