@@ -34,11 +34,16 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.formats.jsonfile import read_json_object
+from engine.formats.uncovered import (
+    MARKER_KEY,
+    UNLABELED_MARKER,
+    file_says_unlabeled,
+    fill_uncovered,
+)
 from engine.formats.classes import ClassTable
 from engine.formats.safepath import resolve_inside
 
 UNLABELED = 255
-MARKER_KEY = "maskloop"
 
 
 @dataclass
@@ -141,8 +146,7 @@ def read_coco(path: str | os.PathLike, image_roots: Sequence[Path] = ()) -> Coco
         by_id[image_id] = record
 
     result = CocoFile(path, images, categories)
-    marker = doc.get(MARKER_KEY)
-    result.uncovered_unlabeled = isinstance(marker, dict) and marker.get("uncovered") == "unlabeled"
+    result.uncovered_unlabeled = file_says_unlabeled(doc)
     for i, ann in enumerate(_list(doc, "annotations", path)):
         where = f"annotations[{i}]"
         if not isinstance(ann, dict):
@@ -284,11 +288,8 @@ def coco_image_labels(
         region = decode_rle(rle)
         labels[region] = value
         covered |= region
-    if uncovered_unlabeled is None:
-        uncovered_unlabeled = coco.uncovered_unlabeled
-    if not uncovered_unlabeled:
-        table.ensure_index(0, coco.path)
-        labels[~covered] = 0
+    fill_uncovered(labels, covered, table, coco.path, uncovered_unlabeled,
+                   coco.uncovered_unlabeled)
     return labels
 
 
@@ -350,5 +351,5 @@ class CocoWriter:
             "images": self.images,
             "annotations": self.annotations,
             "categories": self.categories,
-            MARKER_KEY: {"uncovered": "unlabeled"},
+            MARKER_KEY: dict(UNLABELED_MARKER),
         }

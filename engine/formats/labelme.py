@@ -39,6 +39,12 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.formats.jsonfile import read_json_object
+from engine.formats.uncovered import (
+    MARKER_KEY,
+    UNLABELED_MARKER,
+    file_says_unlabeled,
+    fill_uncovered,
+)
 from engine.formats.classes import ClassTable
 from engine.formats.polygons import circle_radius, fill_circle, fill_polygons, mask_to_groups
 from engine.formats.safepath import resolve_inside
@@ -49,7 +55,6 @@ SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
 BACKGROUND_LABEL = "_background_"
 IGNORE_LABEL = "__ignore__"
 LABELME_VERSION = "5.5.0"
-MARKER_KEY = "maskloop"
 
 
 @dataclass
@@ -157,8 +162,7 @@ def read_labelme(path: str | os.PathLike, roots: Sequence[Path]) -> LabelmeFile:
             raise UserError(f"field '{key}' is not a positive whole number", path)
 
     result = LabelmeFile(path, image_path, image_name, image_data, height, width)
-    marker = doc.get(MARKER_KEY)
-    result.uncovered_unlabeled = isinstance(marker, dict) and marker.get("uncovered") == "unlabeled"
+    result.uncovered_unlabeled = file_says_unlabeled(doc)
     for i, raw in enumerate(raw_shapes):
         where = f"shapes[{i}]"
         if not isinstance(raw, dict):
@@ -273,11 +277,8 @@ def labelme_to_labels(
         else:
             value = table.index_for_name(label, doc.path)
         _paint_region(labels, covered, shapes, value)
-    if uncovered_unlabeled is None:
-        uncovered_unlabeled = doc.uncovered_unlabeled
-    if not uncovered_unlabeled:
-        table.ensure_index(0, doc.path)
-        labels[~covered] = 0
+    fill_uncovered(labels, covered, table, doc.path, uncovered_unlabeled,
+                   doc.uncovered_unlabeled)
     return labels
 
 
@@ -321,7 +322,7 @@ def labels_to_labelme(
         "imageData": base64.b64encode(image_data).decode("ascii") if image_data else None,
         "imageHeight": int(height),
         "imageWidth": int(width),
-        MARKER_KEY: {"uncovered": "unlabeled"},
+        MARKER_KEY: dict(UNLABELED_MARKER),
     }
 
 
