@@ -114,7 +114,8 @@ def _torchscript_bytes(model) -> bytes:
     return buffer.getvalue()
 
 
-def _onnx_bytes(model, in_channels: int, pad_multiple: int) -> bytes:
+def _onnx_bytes(model, in_channels: int, pad_multiple: int, input_name: str = "image",
+                output_name: str = "logits") -> bytes:
     import onnx
     import torch
 
@@ -127,9 +128,9 @@ def _onnx_bytes(model, in_channels: int, pad_multiple: int) -> bytes:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, (example,), buffer, opset_version=ONNX_OPSET, dynamo=False,
-            input_names=["image"], output_names=["logits"],
-            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                          "logits": {0: "batch", 2: "height", 3: "width"}})
+            input_names=[input_name], output_names=[output_name],
+            dynamic_axes={input_name: {0: "batch", 2: "height", 3: "width"},
+                          output_name: {0: "batch", 2: "height", 3: "width"}})
     data = buffer.getvalue()
     onnx.checker.check_model(onnx.load_from_string(data))
     return data
