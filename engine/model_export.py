@@ -80,8 +80,8 @@ def export_model(checkpoint_path: str | os.PathLike, fmt: str, out_path: str | o
         try:
             import onnx  # noqa: F401  (torch's exporter writes through it; we check the result)
         except ImportError:
-            raise UserError("ONNX export needs the onnx package: pip install \"maskloop[onnx]\" "
-                            "(or pip install onnx)") from None
+            raise UserError("ONNX export needs the onnx package, which Maskloop installs; it is "
+                            "missing here: python -m pip install onnx onnxruntime") from None
     ckpt = load_checkpoint(checkpoint_path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

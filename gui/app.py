@@ -82,12 +82,20 @@ def no_display_reason(environ, platform: str) -> str | None:
             "one: python main.py --help")
 
 
+def missing_system_libraries() -> str | None:
+    """On Linux/X11: the libraries Qt's xcb plugin lacks and the apt command that installs
+    them (``ldd`` on the plugin), instead of Qt's abort that names another library."""
+    from gui.xcb_check import xcb_problem
+
+    return xcb_problem(os.environ, sys.platform)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("-"):
         print(f"maskloop: unknown option {argv[0]} (see python main.py --help)", file=sys.stderr)
         return 2
-    missing = no_display_reason(os.environ, sys.platform)
+    missing = no_display_reason(os.environ, sys.platform) or missing_system_libraries()
     if missing:
         print(f"maskloop: cannot open the window: {missing}", file=sys.stderr)
         return 2
