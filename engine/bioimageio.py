@@ -363,6 +363,14 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def _tiff_bytes(array: np.ndarray) -> bytes:
+    import tifffile
+
+    buffer = io.BytesIO()
+    tifffile.imwrite(buffer, array)
+    return buffer.getvalue()
+
+
 def _png_bytes(rgb: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -378,9 +386,12 @@ def cover_image(crop: np.ndarray, classmap: np.ndarray, colors: list[tuple[int, 
 
     shown = to_display(crop).astype(np.float32)
     palette = np.zeros((256, 3), np.float32)
+    alpha = np.zeros(256, np.float32)
     for k, color in enumerate(colors[:256]):
         palette[k] = color
-    overlay = (1.0 - opacity) * shown + opacity * palette[classmap]
+        alpha[k] = opacity if any(color) else 0.0  # a black class (background) only darkens
+    a = alpha[classmap][:, :, None]
+    overlay = (1.0 - a) * shown + a * palette[classmap]
     gap = np.full((shown.shape[0], 4, 3), 255, np.float32)
     side = np.concatenate([shown, gap, overlay], axis=1)
     return np.clip(np.rint(side), 0, 255).astype(np.uint8)
@@ -570,6 +581,10 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
         "type": "dataset",
         "format_version": "0.3.0",
         "name": _dataset_name(source.project_name),
+        "authors": [{"name": a} for a in authors],
+        "license": license_id,
+        "tags": ["maskloop", "2d", "semantic-segmentation"],
+        "documentation": "README.md",
         "description": (f"{source.training_data.get('labeled_images', '?')} labeled of "
                         f"{source.training_data.get('images', '?')} image(s) of the Maskloop "
                         f"project {source.project_name}, "
@@ -608,6 +623,8 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
             "description": "raw pixel values as float32 (not scaled to 0..1)",
             "axes": [{"type": "batch"}, {"type": "channel", "channel_names": channels}] + spatial_in,
             "test_tensor": {"source": "test_input.npy", "sha256": _sha256(files["test_input.npy"])},
+            "sample_tensor": {"source": "sample_input.tif",
+                              "sha256": _sha256(files["sample_input.tif"])},
             "data": {"type": "float32"},
             "preprocessing": [{
                 "id": "fixed_zero_mean_unit_variance",
@@ -621,6 +638,8 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
             "axes": [{"type": "batch"},
                      {"type": "channel", "channel_names": list(ckpt.class_names)}] + spatial_out,
             "test_tensor": {"source": "test_output.npy", "sha256": _sha256(files["test_output.npy"])},
+            "sample_tensor": {"source": "sample_output.tif",
+                              "sha256": _sha256(files["sample_output.tif"])},
             "data": {"type": "float32", "range": [0.0, 1.0]},
         }],
         "weights": {
@@ -710,6 +729,9 @@ def export_bioimageio(source: PackageSource, out_path: str | os.PathLike, *, nam
                                         input_name=INPUT_ID, output_name=OUTPUT_ID)
     files["test_input.npy"] = _npy_bytes(test_input)
     files["test_output.npy"] = _npy_bytes(test_output)
+    # The same tensors as TIFF (channel, y, x) for people and for tools that read no .npy.
+    files["sample_input.tif"] = _tiff_bytes(test_input[0])
+    files["sample_output.tif"] = _tiff_bytes(test_output[0])
     files["cover.png"] = _png_bytes(cover_image(crop, classmap, ckpt.class_colors))
     files[CHECKPOINT_NAME] = Path(ckpt.path).read_bytes()
     files["README.md"] = _readme(name, ckpt, source, norm, sizes, test_input.shape).encode()

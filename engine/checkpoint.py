@@ -236,14 +236,22 @@ def _check_fields(data: dict, path: Path) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Read and check a checkpoint; any problem is a UserError naming the file."""
+    """Read and check a checkpoint, or the checkpoint inside a bioimage.io model package that
+    Maskloop exported (``engine.bioimageio``); any problem is a UserError naming the file."""
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint file not found", path)
+    from engine.bioimageio import is_package, read_package_checkpoint
+
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        if is_package(path):  # a bioimage.io model package Maskloop exported: its checkpoint
+            data = read_package_checkpoint(path)
+        else:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except UserError:
+        raise
     except pickle.UnpicklingError:
         # weights_only refuses every global that is not plain data: this is where a pickle
         # carrying code ends, without anything of it having run.

@@ -14,7 +14,7 @@ from engine.errors import UserError
 
 IMPORT_FORMATS = ("png", "coco", "labelme", "voc")
 MASK_FORMATS = ("png", "color", "coco", "labelme")
-MODEL_FORMATS = ("checkpoint", "torchscript", "onnx")
+MODEL_FORMATS = ("checkpoint", "torchscript", "onnx", "bioimageio")
 
 
 def register(subparsers) -> None:
@@ -71,6 +71,16 @@ def register(subparsers) -> None:
         help="masks: copy the images too (into OUT/images/; LabelMe: beside its JSON files)",
     )
     exp.add_argument("--overwrite", action="store_true", help="replace files that exist already")
+    package = exp.add_argument_group("bioimage.io model package (--model bioimageio --out model.zip)")
+    package.add_argument("--name", help="the model's name: 5-128 letters, digits, spaces, _+-() "
+                                        "(default: Maskloop ARCHITECTURE PROJECT)")
+    package.add_argument("--author", action="append", default=[], metavar="NAME",
+                         help="an author (repeatable; default: your account's name)")
+    package.add_argument("--license", default="CC-BY-4.0", metavar="SPDX",
+                         help="SPDX licence identifier (default: CC-BY-4.0)")
+    package.add_argument("--image", metavar="IMAGE",
+                         help="the project image (name or id) for the test tensors and cover "
+                              "(default: a validation image of the run)")
     exp.set_defaults(func=run_export)
 
 
@@ -148,11 +158,38 @@ def _export_model(args: argparse.Namespace) -> int:
         if run.checkpoint is None or not Path(run.checkpoint).is_file():
             raise UserError(f"run {run.name!r} has no checkpoint", project.path)
         checkpoint = Path(run.checkpoint)
-    out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise UserError("already exists; nothing written (add --overwrite to replace)", out)
+        out = Path(args.out)
+        if out.exists() and not args.overwrite:
+            raise UserError("already exists; nothing written (add --overwrite to replace)", out)
+        if args.model == "bioimageio":
+            from engine.bioimageio import package_source
+
+            source = package_source(project, run.name, _image_id(project, args.image))
+    if args.model == "bioimageio":
+        from engine.bioimageio import export_bioimageio  # torch loads here, not at start-up
+
+        written = export_bioimageio(source, out, name=args.name, authors=args.author,
+                                    license_id=args.license)
+        print(f"exported run {run.name} as a bioimage.io model package to {written} "
+              f"(test image {source.image_name})")
+        return 0
+    if args.name or args.author or args.image or args.license != "CC-BY-4.0":
+        raise UserError("--name, --author, --license and --image are for --model bioimageio")
     from engine.model_export import export_model  # torch loads here, not at start-up
 
     written = export_model(checkpoint, args.model, out)
     print(f"exported run {run.name} as {args.model} to {written if written is not None else out}")
     return 0
+
+
+def _image_id(project, image: str | None) -> int | None:
+    """``--image``: an image's name or id in the project (None: let the export choose)."""
+    if image is None:
+        return None
+    records = project.images()
+    for r in records:
+        if r.name == image:
+            return r.id
+    if image.isdigit() and any(r.id == int(image) for r in records):
+        return int(image)
+    raise UserError(f"no image named {image!r} in the project (give a name or an id)", project.path)
