@@ -1,5 +1,6 @@
-"""End-to-end window tests: the real MainWindow (with the training loop's docks) on a real
-project of membrane images, driven by mouse and key events."""
+"""End-to-end window tests: the real MainWindow (with the training loop's docks) on a project
+of electron-microscopy-like slices the tests make (tests/e2e/cells.py: cells and membranes,
+masks as ISBI 2012 has them), driven by mouse and key events. No downloaded data needed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _spec.loader.exec_module(_guard)
 isolated_settings = _guard.isolated_settings
 no_thread_left_running = _guard.no_thread_left_running
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gui"))  # drive.py
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # cells.py
 
 AUTOSAVE_MS = 300
 
@@ -51,13 +53,21 @@ def dialogs(monkeypatch) -> DialogLog:
     return DialogLog(monkeypatch)
 
 
+@pytest.fixture(scope="session")
+def cells_dir(tmp_path_factory) -> Path:
+    """Six 512 x 512 slices of cells and membranes (``images/``, ``masks/`` 0/255), made here."""
+    from cells import write_cells
+
+    return write_cells(tmp_path_factory.mktemp("cells"))
+
+
 @pytest.fixture
-def membrane_project(tmp_path, membrane_dir):
-    """A closed project with three membrane slices and classes background, membrane."""
+def membrane_project(tmp_path, cells_dir):
+    """A closed project with three slices and classes background, membrane, vesicle."""
     from engine.project import Project
 
     path = tmp_path / "membranes"
-    images = sorted((membrane_dir / "images").iterdir(), key=lambda p: int(p.stem))[:3]
+    images = sorted((cells_dir / "images").iterdir(), key=lambda p: int(p.stem))[:3]
     with Project.create(path, ["background", "membrane", "vesicle"]) as project:
         project.add_images(images)
     return path

@@ -40,8 +40,8 @@ def bare_window(qtbot, dialogs):
     w.close()
 
 
-def some_images(membrane_dir, n=2) -> list[Path]:
-    return sorted((membrane_dir / "images").iterdir(), key=lambda p: int(p.stem))[:n]
+def some_images(cells_dir, n=2) -> list[Path]:
+    return sorted((cells_dir / "images").iterdir(), key=lambda p: int(p.stem))[:n]
 
 
 def test_start_without_a_project_writes_and_opens_the_sample(bare_window, isolated_settings):
@@ -78,17 +78,17 @@ def test_command_line_project_opens_at_its_first_image(bare_window, membrane_pro
     assert bare_window.current_image_id() == bare_window.project.images()[0].id
 
 
-def test_folder_of_images_offers_a_new_project(bare_window, dialogs, membrane_dir, tmp_path):
+def test_folder_of_images_offers_a_new_project(bare_window, dialogs, cells_dir, tmp_path):
     folder = tmp_path / "raw"
     folder.mkdir()
-    for p in some_images(membrane_dir, 2):
+    for p in some_images(cells_dir, 2):
         (folder / p.name).write_bytes(p.read_bytes())
     dialogs.answers["ask_not_a_project"] = "import"
     dialogs.answers["ask_new_project"] = (tmp_path / "made", ["bg", "cell"])
     assert bare_window.project_actions.open_path(folder)
     assert bare_window.project.path == (tmp_path / "made").absolute()
     assert len(bare_window.project.images()) == 2
-    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in some_images(membrane_dir, 2))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in some_images(cells_dir, 2))
 
 
 def test_empty_folder_becomes_a_project(bare_window, dialogs, tmp_path):
@@ -131,11 +131,11 @@ def test_locked_project_opens_read_only_or_not_at_all(qtbot, bare_window, dialog
         holder.close()
 
 
-def test_import_images_all_or_nothing(bare_window, dialogs, membrane_project, membrane_dir, tmp_path):
+def test_import_images_all_or_nothing(bare_window, dialogs, membrane_project, cells_dir, tmp_path):
     assert bare_window.project_actions.open_path(membrane_project)
     bad = tmp_path / "broken.png"
     bad.write_text("not an image")
-    extra = some_images(membrane_dir, 5)[3:]
+    extra = some_images(cells_dir, 5)[3:]
     assert not bare_window.project_actions.import_images(extra + [bad])
     assert len(bare_window.project.images()) == 3
     assert "broken.png" in dialogs.errors[-1][1]
@@ -144,7 +144,7 @@ def test_import_images_all_or_nothing(bare_window, dialogs, membrane_project, me
     assert len(bare_window.image_panel.ordered_ids()) == 5
 
 
-def test_import_masks_and_export(bare_window, dialogs, tmp_path, membrane_dir):
+def test_import_masks_and_export(bare_window, dialogs, tmp_path, cells_dir):
     dialogs.answers["ask_not_a_project"] = "create"
     target = tmp_path / "proj"
     target.mkdir()
@@ -152,9 +152,9 @@ def test_import_masks_and_export(bare_window, dialogs, tmp_path, membrane_dir):
     pick = tmp_path / "pick"
     (pick / "images").mkdir(parents=True)
     (pick / "masks").mkdir()
-    for p in some_images(membrane_dir, 2):
+    for p in some_images(cells_dir, 2):
         (pick / "images" / p.name).write_bytes(p.read_bytes())
-        (pick / "masks" / p.name).write_bytes((membrane_dir / "masks" / p.name).read_bytes())
+        (pick / "masks" / p.name).write_bytes((cells_dir / "masks" / p.name).read_bytes())
     assert bare_window.project_actions.import_annotations(
         [pick / "images"], fmt="png", masks_dir=pick / "masks")
     assert not dialogs.errors
@@ -166,11 +166,11 @@ def test_import_masks_and_export(bare_window, dialogs, tmp_path, membrane_dir):
     assert sorted(p.name for p in out.iterdir()) == sorted(r.name for r in records)
 
 
-def test_dropping_a_folder_imports_it(qtbot, bare_window, membrane_project, membrane_dir, tmp_path):
+def test_dropping_a_folder_imports_it(qtbot, bare_window, membrane_project, cells_dir, tmp_path):
     assert bare_window.project_actions.open_path(membrane_project)
     folder = tmp_path / "drop"
     folder.mkdir()
-    for p in some_images(membrane_dir, 5)[3:]:
+    for p in some_images(cells_dir, 5)[3:]:
         (folder / p.name).write_bytes(p.read_bytes())
     data = QMimeData()
     data.setUrls([QUrl.fromLocalFile(str(folder))])

@@ -1,4 +1,5 @@
-"""The real main window on membrane images: paint, erase, fill, undo, switch, save, classes."""
+"""The real main window on slices of cells and membranes (made by tests/e2e/cells.py): paint,
+erase, fill, undo, switch, save, classes."""
 
 from __future__ import annotations
 
@@ -105,11 +106,11 @@ def test_status_fields_follow_an_image_switch_under_a_still_pointer(qtbot, windo
     qtbot.waitUntil(lambda: window.status.label.text() == "label: unlabeled", timeout=2000)
 
 
-def test_flood_fill_stays_inside_a_cell(qtbot, window, membrane_dir):
+def test_flood_fill_stays_inside_a_cell(qtbot, window, cells_dir):
     import cv2
 
     image_name = window.project.image(window.current_image_id()).name
-    truth = cv2.imread(str(membrane_dir / "masks" / image_name), cv2.IMREAD_GRAYSCALE)
+    truth = cv2.imread(str(cells_dir / "masks" / image_name), cv2.IMREAD_GRAYSCALE)
     # The middle of the biggest cell interior, far from any membrane.
     dist = cv2.distanceTransform((truth > 127).astype(np.uint8), cv2.DIST_L2, 5)
     y, x = np.unravel_index(np.argmax(dist), dist.shape)
@@ -243,8 +244,8 @@ def test_sort_by_name_and_next_follows_the_shown_order(qtbot, window):
         panel.set_sort("colour")
 
 
-def test_sort_by_name_puts_9_before_10(qtbot, window, membrane_dir, tmp_path):
-    source = membrane_dir / "images" / "5.png"
+def test_sort_by_name_puts_9_before_10(qtbot, window, cells_dir, tmp_path):
+    source = cells_dir / "images" / "5.png"
     for name in ("10.png", "9.png"):
         (tmp_path / name).write_bytes(source.read_bytes())
     added = window.project.add_images([tmp_path / "10.png", tmp_path / "9.png"])
