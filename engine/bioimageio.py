@@ -367,7 +367,7 @@ def _tiff_bytes(array: np.ndarray) -> bytes:
     import tifffile
 
     buffer = io.BytesIO()
-    tifffile.imwrite(buffer, array)
+    tifffile.imwrite(buffer, array, photometric="minisblack")
     return buffer.getvalue()
 
 
