@@ -20,7 +20,9 @@ EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
     "checkpoint": ("Checkpoint (.pt)…", "Maskloop checkpoint (*.pt)", ".pt"),
     "torchscript": ("TorchScript (.pt)…", "TorchScript (*.pt)", ".pt"),
     "onnx": ("ONNX (.onnx)…", "ONNX (*.onnx)", ".onnx"),
+    "bioimageio": ("bioimage.io model package (.zip)…", "bioimage.io model package (*.zip)", ".zip"),
 }
+PACKAGE_KEY = "bioimageio_package"  # project setting: the name, authors, licence given last
 
 
 def validation_ids(run) -> list[int] | None:
@@ -194,19 +196,54 @@ class ModelController(QObject):
             if not ok:
                 return
             fmt = list(EXPORT_FORMATS)[labels.index(label)]
+        options = None
+        if fmt == "bioimageio":
+            options = self.ask_package_options(active)
+            if options is None:
+                return
         _, file_filter, suffix = EXPORT_FORMATS[fmt]
         default = str(Path.home() / f"{active.name}-{active.model}{suffix}")
         path, _ = QFileDialog.getSaveFileName(self.window, f"Export {active.name}", default, file_filter)
         if path:
-            self.export(fmt, Path(path))
+            self.export(fmt, Path(path), options)
 
-    def export(self, fmt: str, out_path: Path) -> bool:
+    def ask_package_options(self, active) -> dict | None:
+        """Name, authors and licence of a bioimage.io package (those given last as defaults)."""
+        from engine.bioimageio import DEFAULT_LICENSE, default_author, default_name
+        from gui.loop.package_dialog import ask_package_options
+
+        project = self.window.project
+        last = project.get_setting(PACKAGE_KEY, None) or {}
+        options = ask_package_options(
+            self.window, last.get("name") or default_name(project.name, active.model),
+            last.get("authors") or [default_author()], last.get("license_id") or DEFAULT_LICENSE,
+            active.name)
+        if options is not None and not getattr(project, "readonly", False):
+            project.set_setting(PACKAGE_KEY, options)
+        return options
+
+    def export(self, fmt: str, out_path: Path, options: dict | None = None) -> bool:
+        """Export the active run's model as ``fmt``; ``options`` for a bioimage.io package:
+        ``name``, ``authors``, ``license_id`` (defaults where absent)."""
         active = self.active_run()
         if active is None or (self.export_worker and self.export_worker.is_running()):
             return False
         checkpoint = active.checkpoint
+        if fmt == "bioimageio":
+            from engine.bioimageio import package_source
+            from engine.errors import UserError
+
+            try:  # here, in the window's thread: it reads the project (a test image, the run)
+                source = package_source(self.window.project, active.name)
+            except UserError as exc:
+                self.window.show_error("Export failed", str(exc))
+                return False
 
         def job(emit, stop):
+            if fmt == "bioimageio":
+                from engine.bioimageio import export_bioimageio
+
+                return export_bioimageio(source, out_path, **(options or {}))
             from engine.model_export import export_model
 
             return export_model(checkpoint, fmt, out_path)

@@ -95,7 +95,8 @@ class ModelPanel(QWidget):
         self.compare_button.setToolTip("Evaluate the selected runs on the same validation images")
         self.compare_button.clicked.connect(lambda: self.compareRequested.emit(self.selected_runs()))
         self.export_button = QPushButton("Export…")
-        self.export_button.setToolTip("Export the active model as a checkpoint, TorchScript or ONNX")
+        self.export_button.setToolTip("Export the active model as a checkpoint, TorchScript, ONNX "
+                                      "or a bioimage.io model package")
         self.export_button.clicked.connect(self.exportRequested)
         buttons = QHBoxLayout()
         buttons.addWidget(self.activate_button)
