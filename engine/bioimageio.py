@@ -52,7 +52,8 @@ PACKAGE_MARKER = "maskloop-bioimageio"
 DEFAULT_LICENSE = "CC-BY-4.0"  # the licence most bioimage.io models carry
 INPUT_ID = "image"
 OUTPUT_ID = "probabilities"
-TEST_SIDE = 256  # test crop: at most this many pixels per side (a multiple of the step)
+TEST_SIDE = 256  # test crop: at most this many pixels per side (a multiple of the pooling)
+MIN_SIDE = 64  # the smallest input side the package admits (tiles smaller predict poorly)
 MAX_CHECKPOINT_BYTES = 4 << 30  # an embedded checkpoint larger than this is refused
 NAME_CHARS = re.compile(r"[A-Za-z0-9_+\- ()]+")
 COMMON_LICENSES = ("CC-BY-4.0", "CC0-1.0", "MIT", "BSD-3-Clause", "Apache-2.0", "CC-BY-SA-4.0",
@@ -323,19 +324,20 @@ def _probability_model(model):
     return wrapped
 
 
-def tile_sizes(pad_multiple: int) -> tuple[int, int, int]:
-    """``(min, step, halo)`` of the spatial axes: sizes ``min + n * step`` (multiples of the
-    network's pooling, so no padding happens inside), and a halo that tiling consumers crop
-    from each tile's output, so that tile borders, where the network saw no neighbourhood, do
-    not show as seams."""
-    step = max(1, int(pad_multiple))
-    halo = max(16, 2 * step)
-    minimum = 2 * halo + step
-    minimum = math.ceil(minimum / step) * step
-    return minimum, step, halo
+def tile_sizes(pad_multiple: int) -> tuple[int, int]:
+    """``(min, step)`` of the spatial axes as the package declares them.
+
+    The step is 1: the graphs pad any input to the network's pooling multiple themselves (as
+    Maskloop's own network does), so every size from ``min`` on is valid, and a program that
+    runs the package on a whole image computes what Maskloop computes for it, pixel for pixel.
+    No output halo either, for the same reason: bioimageio.core pads the input by the halo
+    before running the graph, which would change the predictions near the image's edges.
+    """
+    pad = max(1, int(pad_multiple))
+    return math.ceil(max(MIN_SIDE, pad) / pad) * pad, 1
 
 
-def _test_crop(image: np.ndarray, channels: int, minimum: int, step: int) -> np.ndarray:
+def _test_crop(image: np.ndarray, channels: int, minimum: int, multiple: int) -> np.ndarray:
     """H x W x C raw crop from the middle of ``image``: each side the largest size the network
     takes that fits in the image (at most TEST_SIDE); an image smaller than the smallest size
     is mirrored out to it."""
@@ -345,7 +347,7 @@ def _test_crop(image: np.ndarray, channels: int, minimum: int, step: int) -> np.
     sides = []
     for size in arr.shape[:2]:
         side = min(size, TEST_SIDE)
-        side = max(minimum, minimum + (side - minimum) // step * step)
+        side = max(minimum, side // multiple * multiple)
         sides.append(side)
     h, w = arr.shape[:2]
     if h < sides[0] or w < sides[1]:
@@ -446,10 +448,10 @@ def _metrics_table(metrics: dict) -> list[str]:
     return lines
 
 
-def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int, int, int],
-            test_shape: tuple[int, ...]) -> str:
+def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int, int],
+            pad: int, test_shape: tuple[int, ...]) -> str:
     arch = ARCHITECTURES.get(ckpt.model_name, ckpt.model_name)
-    minimum, step, halo = sizes
+    minimum, _ = sizes
     td = source.training_data
     metrics = source.run_metrics
     val_names = metrics.get("val_images") or []
@@ -490,8 +492,10 @@ def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int
         lines.append(f"| {i} | {m:.6g} | {s:.6g} |")
     lines += [
         "",
-        f"- Tile sizes: {minimum} + n x {step} pixels per side; tiling programs crop a halo of "
-        f"{halo} pixels from each side of a tile's output.",
+        f"- Any size of at least {minimum} x {minimum} pixels: the network pads the input to a "
+        f"multiple of {pad} pixels itself. Maskloop predicts images of up to 1536 pixels per "
+        "side in one pass (larger ones in overlapping tiles, blended); run whole images, or "
+        "large tiles with overlap, to get the same result.",
         "- Images with other channel counts: Maskloop repeats grey to RGB and drops alpha; in "
         "other programs convert the image to the channel count above first.",
         "",
@@ -561,11 +565,11 @@ def _config_training(config: dict, metrics: dict) -> dict:
 
 
 def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: PackageSource,
-         norm: dict, sizes: tuple[int, int, int], files: dict[str, bytes], opset: int,
+         norm: dict, sizes: tuple[int, int], pad: int, files: dict[str, bytes], opset: int,
          parameters: int) -> dict:
     import torch
 
-    minimum, step, halo = sizes
+    minimum, step = sizes
     family = "fcn" if ckpt.model_name.startswith("fcn") else "unet"
     text, doi = CITATIONS[family]
     tags = ["2d", "pytorch", "semantic-segmentation", "ilastik", "deepimagej", "maskloop"]
@@ -575,7 +579,7 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
     spatial_in = [{"type": "space", "id": axis, "size": {"min": minimum, "step": step}}
                   for axis in ("y", "x")]
     spatial_out = [{"type": "space", "id": axis,
-                    "size": {"tensor_id": INPUT_ID, "axis_id": axis}, "halo": halo}
+                    "size": {"tensor_id": INPUT_ID, "axis_id": axis}}
                    for axis in ("y", "x")]
     training_data = {
         "type": "dataset",
@@ -599,7 +603,7 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
         "classes": [{"index": int(c["index"]), "name": c["name"],
                      "color": [int(v) for v in c["color"]]} for c in ckpt.classes],
         "normalization": norm,
-        "pad_multiple": step,
+        "pad_multiple": pad,
         "test_image": source.image_name,
         "metrics": _metrics_summary(source.run_metrics),
         "training_data": source.training_data,
@@ -712,10 +716,11 @@ def export_bioimageio(source: PackageSource, out_path: str | os.PathLike, *, nam
         raise UserError(f"cannot create the output folder ({exc.strerror or exc})", out.parent) from None
 
     model = ckpt.build_model("cpu").eval()
-    sizes = tile_sizes(int(getattr(model, "pad_multiple", 1)))
+    pad = int(getattr(model, "pad_multiple", 1))
+    sizes = tile_sizes(pad)
     wrapped = _probability_model(model)
     say("test tensors")
-    crop = _test_crop(source.image, ckpt.in_channels, sizes[0], sizes[1])
+    crop = _test_crop(source.image, ckpt.in_channels, sizes[0], pad)
     test_input = np.ascontiguousarray(crop.astype(np.float32).transpose(2, 0, 1)[None])
     mean = np.asarray(norm["mean"], np.float32)[None, :, None, None]
     std = np.asarray(norm["std"], np.float32)[None, :, None, None]
@@ -725,7 +730,7 @@ def export_bioimageio(source: PackageSource, out_path: str | os.PathLike, *, nam
     say("TorchScript weights")
     files: dict[str, bytes] = {"weights.torchscript.pt": _torchscript_bytes(wrapped)}
     say("ONNX weights")
-    files["weights.onnx"] = _onnx_bytes(wrapped, ckpt.in_channels, sizes[1],
+    files["weights.onnx"] = _onnx_bytes(wrapped, ckpt.in_channels, pad,
                                         input_name=INPUT_ID, output_name=OUTPUT_ID)
     files["test_input.npy"] = _npy_bytes(test_input)
     files["test_output.npy"] = _npy_bytes(test_output)
@@ -734,10 +739,10 @@ def export_bioimageio(source: PackageSource, out_path: str | os.PathLike, *, nam
     files["sample_output.tif"] = _tiff_bytes(test_output[0])
     files["cover.png"] = _png_bytes(cover_image(crop, classmap, ckpt.class_colors))
     files[CHECKPOINT_NAME] = Path(ckpt.path).read_bytes()
-    files["README.md"] = _readme(name, ckpt, source, norm, sizes, test_input.shape).encode()
+    files["README.md"] = _readme(name, ckpt, source, norm, sizes, pad, test_input.shape).encode()
     parameters = int(sum(p.numel() for p in model.parameters()))
     rdf = _rdf(name=name, authors=authors, license_id=license_id, ckpt=ckpt, source=source,
-               norm=norm, sizes=sizes, files=files, opset=ONNX_OPSET, parameters=parameters)
+               norm=norm, sizes=sizes, pad=pad, files=files, opset=ONNX_OPSET, parameters=parameters)
     say("writing the package")
     with atomic_write(out) as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:

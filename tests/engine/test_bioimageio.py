@@ -116,8 +116,10 @@ def test_package_contents(trained):
     x = np.load(io.BytesIO(files["test_input.npy"]))
     y = np.load(io.BytesIO(files["test_output.npy"]))
     assert x.dtype == np.float32 and x.shape[:2] == (1, 3)
-    minimum, step = inp["axes"][2]["size"]["min"], inp["axes"][2]["size"]["step"]
-    assert (x.shape[2] - minimum) % step == 0 and (x.shape[3] - minimum) % step == 0
+    pad = rdf["config"]["maskloop"]["pad_multiple"]
+    assert pad == 8 and x.shape[2] % pad == 0 and x.shape[3] % pad == 0
+    assert min(x.shape[2:]) >= inp["axes"][2]["size"]["min"] == 64
+    assert "halo" not in out["axes"][2]  # a halo would make bioimageio.core pad the input
     with Project.open(trained["project"], readonly=True) as project:
         record = next(r for r in project.images() if r.name == rdf["config"]["maskloop"]["test_image"])
         image = project.read_image(record.id)
@@ -204,6 +206,27 @@ def test_package_onnx_weights_predict_what_predict_model_predicts(trained, tmp_p
         assert ours.shape == theirs.shape == image.shape[:2]
         assert np.array_equal(ours, theirs), f"{path.name}: {(ours != theirs).sum()} pixels differ"
         assert len(np.unique(ours)) > 1  # a trained model, not a constant map
+
+
+def test_bioimageio_core_predicts_what_predict_model_predicts(trained, tmp_path, offline):
+    """The package as the consumers built on bioimageio.core (ilastik, napari's plugins) run
+    it: whole images, the description's preprocessing, each weights format."""
+    from bioimageio.core import create_prediction_pipeline, load_model_description, predict
+
+    paths = _images(trained, tmp_path)[-3:]  # two project images and the odd-sized one
+    out = tmp_path / "masks"
+    assert main(["predict", "--model", str(trained["package"]), *map(str, paths), "--out", str(out)]) == 0
+    model = load_model_description(trained["package"])
+    for weights in ("onnx", "torchscript"):
+        pipeline = create_prediction_pipeline(model, weight_format=weights, devices=["cpu"])
+        for path in paths:
+            image = np.asarray(Image.open(path).convert("RGB"))
+            x = image.transpose(2, 0, 1)[None].astype(np.float32)
+            sample = predict(model=pipeline, inputs={"image": x})
+            probabilities = sample.members["probabilities"].data.to_numpy()
+            theirs = probabilities[0].argmax(axis=0)
+            ours = np.asarray(Image.open(out / f"{path.stem}.png"))
+            assert np.array_equal(ours, theirs), f"{weights} {path.name}: {(ours != theirs).sum()} differ"
 
 
 def test_predict_from_the_package_equals_predict_from_the_checkpoint(trained, tmp_path):
@@ -345,9 +368,10 @@ def test_names_licences_and_test_crops():
     with pytest.raises(UserError):
         bio.check_name("Zellkern ü")
     assert bio.check_license("CC0-1.0") == "CC0-1.0"
-    minimum, step, halo = bio.tile_sizes(16)
-    assert (minimum, step, halo) == (80, 16, 32) and minimum - 2 * halo >= step
-    crop = bio._test_crop(np.zeros((300, 50), np.uint16), 1, minimum, step)
-    assert crop.shape == (256 - (256 - 80) % 16, 80, 1)
-    rgb = bio._test_crop(np.zeros((100, 1000, 4), np.uint8), 3, minimum, step)
+    assert bio.tile_sizes(16) == (64, 1) and bio.tile_sizes(128) == (128, 1)
+    grey = np.arange(300 * 50, dtype=np.uint16).reshape(300, 50)
+    crop = bio._test_crop(grey, 1, 64, 16)
+    assert crop.shape == (256, 64, 1)  # mirrored out to the smallest size
+    assert np.array_equal(crop[:, :50, 0], grey[22:278])
+    rgb = bio._test_crop(np.zeros((100, 1000, 4), np.uint8), 3, 64, 16)
     assert rgb.shape == (96, 256, 3)
