@@ -375,3 +375,39 @@ def test_names_licences_and_test_crops():
     assert np.array_equal(crop[:, :50, 0], grey[22:278])
     rgb = bio._test_crop(np.zeros((100, 1000, 4), np.uint8), 3, 64, 16)
     assert rgb.shape == (96, 256, 3)
+
+
+def test_a_grey_16_bit_fcn_package_passes_bioimageio_core(tmp_path, offline):
+    """Another architecture, one channel, 16-bit raw values far from 0..1."""
+    from bioimageio.core import test_model
+
+    from engine.checkpoint import save_checkpoint
+    from engine.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("fcn8s", 2, 1, fc_channels=16)
+    with torch.no_grad():  # FCN score layers start at zero; make the whole graph matter
+        for name, p in model.named_parameters():
+            if name.startswith("score"):
+                p.normal_(0, 0.1)
+    meta = {"model": {"name": "fcn8s", "options": model.maskloop_options, "num_classes": 2,
+                      "in_channels": 1},
+            "classes": [{"index": 0, "name": "background", "color": [0, 0, 0]},
+                        {"index": 1, "name": "nucleus", "color": [255, 0, 0]}],
+            "normalization": {"mean": [12000.0], "std": [3000.0]}, "metrics": {}}
+    checkpoint = save_checkpoint(tmp_path / "fcn.pt", model, meta)
+    rng = np.random.default_rng(0)
+    image = rng.normal(12000, 3000, (150, 210)).clip(0, 65535).astype(np.uint16)
+    source = bio.PackageSource(checkpoint=checkpoint, run="r1", image=image, image_name="n.tif",
+                               project_name="nuclei 16-bit")
+    out = bio.export_bioimageio(source, tmp_path / "fcn.zip")
+    files = _members(out)
+    x = np.load(io.BytesIO(files["test_input.npy"]))
+    assert x.shape == (1, 1, 128, 192) and x.max() > 255  # raw values, a multiple of 32
+    rdf = _yaml(files["rdf.yaml"].decode())
+    assert rdf["name"] == "Maskloop FCN-8s nuclei 16-bit"
+    assert rdf["inputs"][0]["axes"][1]["channel_names"] == ["grey"]
+    assert "unet" not in rdf["tags"] and "10.1109/CVPR.2015.7298965" == rdf["cite"][0]["doi"]
+    assert "no validation images" in files["README.md"].decode()
+    summary = test_model(out, devices=["cpu"])
+    assert summary.status == "passed", [d.name for d in summary.details if d.status == "failed"]
