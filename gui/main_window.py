@@ -25,6 +25,7 @@ from engine.errors import UserError
 from gui import dialogs
 from gui.actions import Actions
 from gui.canvas import Canvas
+from gui.focus import install_field_guards
 from gui.loader import ImageLoader, LoadedImage, ThumbnailMaker, display_of
 from gui.panels.class_panel import ClassPanel
 from gui.panels.image_panel import ImagePanel
@@ -89,6 +90,9 @@ class MainWindow(QMainWindow):
             from gui.loop import install_loop as install
 
             install(self)
+        # Fields (tool options, the loop's panels) take the wheel only with the focus and hand
+        # the keyboard back to the canvas after an edit (gui/focus.py).
+        install_field_guards(self, self.canvas)
 
     # ------------------------------------------------------------- building
     def _dock(self, title: str, name: str, widget) -> QDockWidget:

@@ -125,6 +125,11 @@ def install_loop(window) -> Loop:
                             ["Return", "Enter"],
                             "Copy the prediction into the unlabeled pixels of this image")
     act["accept"].setEnabled(False)
+    # Enter accepts only where the user looks at the image: typed into a field (a brush size,
+    # a budget) it is the field's, never a whole prediction copied into the labels.
+    window.removeAction(act["accept"])
+    act["accept"].setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
+    window.canvas.addAction(act["accept"])
     predictions.availableChanged.connect(act["accept"].setEnabled)
     predictions.availableChanged.connect(prediction_panel.accept_button.setEnabled)
     prediction_panel.accept_button.setEnabled(False)

@@ -163,20 +163,35 @@ class ImageFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self.text = ""
         self.status = ""  # "" = every status
+        # The image on the canvas: shown whatever the filter says, so that a stroke (which
+        # makes an "unlabeled" image "partly") never swaps the image under the brush.
+        self.pinned: int | None = None
         self.setSortRole(SortRole)
         self.setDynamicSortFilter(True)
 
     def set_filter(self, text: str, status: str) -> None:
+        self._change_filter(lambda: (setattr(self, "text", text.casefold()),
+                                     setattr(self, "status", status)))
+
+    def set_pinned(self, image_id: int | None) -> None:
+        if image_id != self.pinned:
+            self._change_filter(lambda: setattr(self, "pinned", image_id))
+
+    def _change_filter(self, change) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt 6.9+; invalidateFilter is deprecated there
             self.beginFilterChange()
-            self.text, self.status = text.casefold(), status
+            change()
             self.endFilterChange()
         else:
-            self.text, self.status = text.casefold(), status
+            change()
             self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex) -> bool:  # noqa: N802
         index = self.sourceModel().index(row, 0, parent)
+        if self.pinned is not None:
+            record = index.data(RecordRole)
+            if record is not None and record.id == self.pinned:
+                return True
         if self.text and self.text not in index.data(Qt.ItemDataRole.DisplayRole).casefold():
             return False
         return not self.status or index.data(StatusRole) == self.status
@@ -296,6 +311,7 @@ class ImagePanel(QWidget):
     # ------------------------------------------------------------------ API
     def set_project(self, project) -> None:
         self.project = project
+        self.proxy.set_pinned(None)
         self.model.thumbs.clear()
         self.model.errors.clear()
         self.model.set_records([] if project is None else project.images())
@@ -349,13 +365,13 @@ class ImagePanel(QWidget):
         row = self.model.row_of(image_id)
         if row is None:
             return
-        index = self.proxy.mapFromSource(self.model.index(row))
-        if not index.isValid():  # filtered out: show everything rather than hide the current
-            self.filter_edit.clear()
-            self.status_combo.setCurrentIndex(0)
-            index = self.proxy.mapFromSource(self.model.index(row))
-        self._emitting = emit
+        self._emitting = False
         try:
+            # Shown while it is the current image, even where the filter would hide it; the
+            # image left behind goes if the filter says so (quietly: no image switch).
+            self.proxy.set_pinned(image_id)
+            index = self.proxy.mapFromSource(self.model.index(row))
+            self._emitting = emit
             self.view.setCurrentIndex(index)
             self.view.scrollTo(index)
         finally:

@@ -228,6 +228,11 @@ def test_done_mark_and_status(qtbot, window):
     assert window.image_panel.model.index(row).data(StatusRole) == "done"
     window.image_panel.status_combo.setCurrentIndex(
         window.image_panel.status_combo.findData("unlabeled"))
+    # The image on the canvas stays listed while it is current, whatever the filter says...
+    assert window.image_panel.ordered_ids()[0] == image_id
+    assert len(window.image_panel.ordered_ids()) == 3
+    key(qtbot, window, Qt.Key.Key_PageDown)
+    # ... and goes once the user moves on.
     assert image_id not in window.image_panel.ordered_ids()
     assert len(window.image_panel.ordered_ids()) == 2
 
