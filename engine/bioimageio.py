@@ -405,6 +405,14 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _channel_names(channels: int) -> list[str]:
     if channels == 1:
         return ["grey"]
@@ -566,7 +574,7 @@ def _config_training(config: dict, metrics: dict) -> dict:
 
 def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: PackageSource,
          norm: dict, sizes: tuple[int, int], pad: int, files: dict[str, bytes], opset: int,
-         parameters: int) -> dict:
+         parameters: int, checkpoint_sha256: str) -> dict:
     import torch
 
     minimum, step = sizes
@@ -621,7 +629,7 @@ def _rdf(*, name: str, authors: list[str], license_id: str, ckpt, source: Packag
         "covers": ["cover.png"],
         "timestamp": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "version": "1.0",
-        "attachments": [{"source": CHECKPOINT_NAME, "sha256": _sha256(files[CHECKPOINT_NAME])}],
+        "attachments": [{"source": CHECKPOINT_NAME, "sha256": checkpoint_sha256}],
         "inputs": [{
             "id": INPUT_ID,
             "description": "raw pixel values as float32 (not scaled to 0..1)",
@@ -738,17 +746,21 @@ def export_bioimageio(source: PackageSource, out_path: str | os.PathLike, *, nam
     files["sample_input.tif"] = _tiff_bytes(test_input[0])
     files["sample_output.tif"] = _tiff_bytes(test_output[0])
     files["cover.png"] = _png_bytes(cover_image(crop, classmap, ckpt.class_colors))
-    files[CHECKPOINT_NAME] = Path(ckpt.path).read_bytes()
     files["README.md"] = _readme(name, ckpt, source, norm, sizes, pad, test_input.shape).encode()
     parameters = int(sum(p.numel() for p in model.parameters()))
     rdf = _rdf(name=name, authors=authors, license_id=license_id, ckpt=ckpt, source=source,
-               norm=norm, sizes=sizes, pad=pad, files=files, opset=ONNX_OPSET, parameters=parameters)
+               norm=norm, sizes=sizes, pad=pad, files=files, opset=ONNX_OPSET, parameters=parameters,
+               checkpoint_sha256=_file_sha256(ckpt.path))
     say("writing the package")
     with atomic_write(out) as f:
         with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
             zf.writestr(RDF_NAME, to_yaml(rdf))
             for member, data in files.items():
-                zf.writestr(member, data)
+                # weights hardly compress (a few per cent) and are the bulk: stored as they are
+                stored = member.startswith("weights.")
+                zf.writestr(member, data, compress_type=zipfile.ZIP_STORED if stored else None)
+            # streamed from its file: an FCN's checkpoint is half a gigabyte
+            zf.write(ckpt.path, CHECKPOINT_NAME, compress_type=zipfile.ZIP_STORED)
     return out
 
 
