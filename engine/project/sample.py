@@ -25,7 +25,7 @@ from engine.errors import UserError
 from engine.project.store import Project
 
 CLASSES = [
-    ("background", (0, 0, 0)),
+    ("background", (0, 160, 255)),  # engine.palette's class 0: black hid on dark images
     ("cell", (220, 40, 160)),
     ("debris", (240, 200, 0)),
 ]

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPainterPath, QPen
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt
+from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 UNLABELED = 255
@@ -142,7 +142,7 @@ class LabelItem(_BufferItem):
 
 
 class PredictionItem(_BufferItem):
-    """A predicted class map, drawn under the labels; or the uncertainty heat map."""
+    """The uncertainty heat map (and any plain class map drawn through a colour table)."""
 
     def __init__(self, z: float) -> None:
         super().__init__()
@@ -160,6 +160,160 @@ class PredictionItem(_BufferItem):
         self._table = table
         if self._buffer is not None:
             self._set_qimage(wrap_indexed(self._buffer, table), self._buffer)
+
+
+HATCH_PERIOD = 8  # screen pixels between the prediction's hatch lines
+HATCH_FILL_ALPHA = 70  # between the lines (of 255): a light tint
+HATCH_LINE_ALPHA = 255
+
+
+def hatch_texture(period: int = HATCH_PERIOD) -> QImage:
+    """A tile of diagonal lines two pixels wide, light tint between them."""
+    tile = np.full((period, period, 4), 0, np.uint8)
+    yy, xx = np.mgrid[0:period, 0:period]
+    on = ((xx + yy) % period) < 2
+    tile[..., 3] = np.where(on, HATCH_LINE_ALPHA, HATCH_FILL_ALPHA)
+    return QImage(tile.data, period, period, 4 * period, QImage.Format.Format_RGBA8888).copy()
+
+
+def region_edges(classmap: np.ndarray) -> np.ndarray:
+    """Pixels whose class differs from a 4-neighbour's: the outline of every predicted region,
+    on both sides of a border."""
+    edge = np.zeros(classmap.shape, bool)
+    diff_x = classmap[:, 1:] != classmap[:, :-1]
+    diff_y = classmap[1:, :] != classmap[:-1, :]
+    edge[:, 1:] |= diff_x
+    edge[:, :-1] |= diff_x
+    edge[1:, :] |= diff_y
+    edge[:-1, :] |= diff_y
+    return edge
+
+
+class PredictionLayer(_BufferItem):
+    """The prediction, drawn so that a glance tells it from the labels (as RootPainter does):
+    labels are solid; a prediction is a light tint crossed by diagonal hatch lines in its
+    class colour, each predicted region outlined. Where a pixel is labeled the prediction is
+    not drawn at all: a correction shows as the label, never blended into a grey.
+
+    ``_buffer`` is the class map as given; what is drawn are two derived buffers (the class map
+    with labeled pixels cleared, and the same for the outlines), kept current rectangle by
+    rectangle as the labels change."""
+
+    def __init__(self, z: float) -> None:
+        super().__init__()
+        self.setZValue(z)
+        self._table: list[int] = class_color_table([])
+        self._labels: np.ndarray | None = None
+        self._edges_all: np.ndarray | None = None  # class where an outline runs, else 255
+        self._shown: np.ndarray | None = None  # class map where unlabeled, else 255
+        self._edges: np.ndarray | None = None
+        self._shown_image: QImage | None = None
+        self._edges_image: QImage | None = None
+        self._hatch = QBrush(hatch_texture())
+
+    @property
+    def classmap(self) -> np.ndarray | None:
+        return self._buffer
+
+    def shown_buffer(self) -> np.ndarray | None:
+        """The class map as drawn: 255 where a label hides the prediction."""
+        return self._shown
+
+    def set_array(self, array: np.ndarray | None, table: list[int] | None = None) -> None:
+        if table is not None:
+            self._table = table
+        if array is None:
+            self._edges_all = self._shown = self._edges = None
+            self._shown_image = self._edges_image = None
+            self._set_qimage(None, None)
+            return
+        array = np.ascontiguousarray(array, np.uint8)
+        self._edges_all = np.where(region_edges(array), array, np.uint8(UNLABELED)).astype(np.uint8)
+        if self._labels is not None and self._labels.shape != array.shape:
+            self._labels = None
+        self._set_qimage(wrap_indexed(array, self._table), array)
+        self._shown = array.copy()
+        self._edges = self._edges_all.copy()
+        self._mask_labeled(0, 0, array.shape[1], array.shape[0])
+        self._wrap()
+
+    def set_table(self, table: list[int]) -> None:
+        self._table = table
+        if self._buffer is not None:
+            self._set_qimage(wrap_indexed(self._buffer, table), self._buffer)
+            self._wrap()
+
+    def set_labels(self, labels: np.ndarray | None) -> None:
+        """The label buffer the document edits (the prediction hides under labeled pixels)."""
+        self._labels = labels
+        if self._buffer is not None:
+            h, w = self._buffer.shape
+            if labels is not None and labels.shape != (h, w):
+                self._labels = None
+            self._shown[...] = self._buffer
+            self._edges[...] = self._edges_all
+            self._mask_labeled(0, 0, w, h)
+            self.update()
+
+    def labels_changed(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        if self._buffer is None:
+            return
+        h, w = self._buffer.shape
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 <= x0 or y1 <= y0:
+            return
+        self._mask_labeled(x0, y0, x1, y1)
+        self.update_rect(x0, y0, x1, y1)
+
+    def _mask_labeled(self, x0: int, y0: int, x1: int, y1: int) -> None:
+        window = (slice(y0, y1), slice(x0, x1))
+        if self._labels is None:
+            self._shown[window] = self._buffer[window]
+            self._edges[window] = self._edges_all[window]
+            return
+        unlabeled = self._labels[window] == UNLABELED
+        self._shown[window] = np.where(unlabeled, self._buffer[window], np.uint8(UNLABELED))
+        self._edges[window] = np.where(unlabeled, self._edges_all[window], np.uint8(UNLABELED))
+
+    def _wrap(self) -> None:
+        self._shown_image = wrap_indexed(self._shown, self._table)
+        self._edges_image = wrap_indexed(self._edges, self._table)
+
+    def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
+              widget: QWidget | None = None) -> None:
+        if self._shown_image is None or self._opacity <= 0.0:
+            return
+        source = option.exposedRect.toAlignedRect().intersected(self._shown_image.rect())
+        if source.isEmpty():
+            return
+        transform = painter.worldTransform()
+        device = transform.mapRect(QRectF(source)).toAlignedRect()
+        target = painter.device()
+        if target is not None:
+            device = device.intersected(QRect(0, 0, target.width(), target.height()))
+        if device.isEmpty():
+            return
+        # The hatch is laid in screen pixels, so its lines stay crisp at every zoom: the class
+        # colours are drawn into a scratch image the size of the exposed screen area, which the
+        # hatch tile then masks (keeps its alpha).
+        scratch = QImage(device.size(), QImage.Format.Format_ARGB32_Premultiplied)
+        scratch.fill(0)
+        p = QPainter(scratch)
+        p.setTransform(transform * QTransform.fromTranslate(-device.left(), -device.top()))
+        p.drawImage(QRectF(source), self._shown_image, QRectF(source))
+        p.resetTransform()
+        p.setCompositionMode(QPainter.CompositionMode.CompositionMode_DestinationIn)
+        p.setBrushOrigin(-device.left(), -device.top())
+        p.fillRect(scratch.rect(), self._hatch)
+        p.end()
+        painter.save()
+        painter.resetTransform()
+        painter.setOpacity(self._opacity)
+        painter.drawImage(device.topLeft(), scratch)
+        painter.restore()
+        # The outlines, in image pixels, stronger than the tint.
+        painter.setOpacity(min(1.0, self._opacity * 1.8))
+        painter.drawImage(QRectF(source), self._edges_image, QRectF(source))
 
 
 def _outline_pens() -> tuple[QPen, QPen]:

@@ -22,6 +22,7 @@ from gui.canvas.layers import (
     ImageItem,
     LabelItem,
     PredictionItem,
+    PredictionLayer,
     ProposalItem,
     ShapePreview,
     class_color_table,
@@ -60,7 +61,7 @@ class Canvas(QGraphicsView):
         self.setScene(scene)
         self.image_item = ImageItem()
         self.label_item = LabelItem()
-        self.prediction_item = PredictionItem(z=1)
+        self.prediction_item = PredictionLayer(z=1)
         self.confidence_item = PredictionItem(z=1.5)
         self.confidence_item.set_table(heat_color_table())
         self.prediction_item.set_layer_opacity(0.5)
@@ -112,6 +113,7 @@ class Canvas(QGraphicsView):
         self.document = document
         self.image_item.set_display(display)
         self.label_item.set_labels(None if document is None else document.labels)
+        self.prediction_item.set_labels(None if document is None else document.labels)
         self.prediction_item.set_array(None)
         self.confidence_item.set_array(None)
         if document is not None:
@@ -160,6 +162,7 @@ class Canvas(QGraphicsView):
 
     def _document_changed(self, rect: tuple[int, int, int, int]) -> None:
         self.label_item.update_rect(*rect)
+        self.prediction_item.labels_changed(*rect)
 
     # ------------------------------------------------------------ layers
     def set_labels_visible(self, visible: bool) -> None:

@@ -95,12 +95,13 @@ def test_palette_and_colour_masks(project, tmp_path):
     palette[3:6, 3:6] = 5
     _mask(tmp_path / "m" / "p.png", palette, "P")
     colour = np.zeros((H, W, 3), np.uint8)
-    colour[10:, :] = (128, 0, 0)  # the colour of class 1
+    colour[:, :] = project.classes[0].color
+    colour[10:, :] = project.classes[1].color
     _mask(tmp_path / "m" / "c.png", colour)
     import_paths(project, [tmp_path / "i"], masks_dir=tmp_path / "m")
     labels = _labels_by_name(project)
     np.testing.assert_array_equal(labels["p.png"], palette)
-    assert project.classes[5].color == tuple(int(v) for v in VOC_PALETTE[5])
+    assert project.classes[5].color == tuple(int(v) for v in VOC_PALETTE[5])  # the file's
     assert (labels["c.png"][10:] == 1).all() and (labels["c.png"][:10] == 0).all()
 
 

@@ -14,7 +14,7 @@ from engine.errors import UserError
 from engine.formats.classes import ClassTable
 from engine.formats.masks import MaskKind, decode_colour, decode_raw_masks, read_mask_file
 from engine.formats.safepath import resolve_inside
-from engine.palette import VOC_PALETTE
+from engine.palette import VOC_PALETTE, default_class_color
 
 TWO = [("background", (0, 0, 0)), ("cell", (128, 0, 0))]
 
@@ -38,7 +38,7 @@ def test_grey_index_values_are_classes_and_missing_classes_are_added(tmp_path):
     (labels,), table = _decode([_save(tmp_path / "m.png", values)])
     np.testing.assert_array_equal(labels, values)
     assert [c.name for c in table.added] == ["class 2", "class 3"]
-    assert table.added[1].color == tuple(int(c) for c in VOC_PALETTE[3])
+    assert table.added[1].color == default_class_color(3)
 
 
 def test_binary_masks_map_0_and_255_to_classes_0_and_1(tmp_path):

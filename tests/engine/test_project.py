@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import NewerProjectError, ProjectLockedError, UserError
-from engine.palette import VOC_PALETTE
+from engine.palette import default_class_color
 from engine.project import ClassInfo, Project
 from engine.project import schema
 
@@ -44,7 +44,7 @@ def test_create_layout_and_classes(tmp_path):
     with Project.create(tmp_path / "p", ["background", ("cell", (1, 2, 3))]) as project:
         assert project.name == "p" and not project.readonly
         assert project.classes == [
-            ClassInfo(0, "background", tuple(int(v) for v in VOC_PALETTE[0])),
+            ClassInfo(0, "background", default_class_color(0)),
             ClassInfo(1, "cell", (1, 2, 3)),
         ]
         for sub in ("images", "labels", "predictions", "models"):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from engine.errors import UserError
+from engine.palette import default_class_color
 from engine.project import ClassInfo, Project
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def _assert_consistent(project: Project) -> None:
 def test_add_rename_recolor(tmp_path):
     with _make_project(tmp_path / "p") as project:
         added = project.add_class("debris")
-        assert added == ClassInfo(3, "debris", (128, 128, 0))  # VOC colour 3
+        assert added == ClassInfo(3, "debris", default_class_color(3))
         project.rename_class(1, "nucleus")
         project.recolor_class(1, (10, 20, 30))
         assert project.classes[1] == ClassInfo(1, "nucleus", (10, 20, 30))
