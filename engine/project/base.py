@@ -18,6 +18,7 @@ import numpy as np
 from engine.atomic import fsync_dir
 from engine.atomic import replace as atomic_replace
 from engine.errors import UserError
+from engine.project.integrity import disk_nearly_full
 from engine.project.labelpng import read_png8
 from engine.project.lock import ProjectLock
 from engine.project.records import ClassInfo
@@ -115,7 +116,7 @@ class ProjectBase:
 
     def _db_error(self, exc: sqlite3.Error) -> UserError:
         text = str(exc)
-        if "full" in text:
+        if "full" in text or ("I/O" in text and disk_nearly_full(self.path)):
             text = "no space left on the disk"
         elif "readonly" in text or "read-only" in text:
             text = "the project folder is read-only"

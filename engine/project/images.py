@@ -26,6 +26,7 @@ from engine.project.base import (
     utc_now,
 )
 from engine.project.classes import check_class_name, check_color
+from engine.project.integrity import inside_project
 from engine.project.labelpng import encode_png8, read_png8
 from engine.project.records import ImageRecord
 
@@ -69,14 +70,26 @@ class ImagesMixin(ProjectBase):
         return _image_record(rows[0])
 
     def image_path(self, image_id: int) -> Path:
-        return self.path / self.image(image_id).file
+        """Where the image's bytes are; UserError if that is not inside the project's images/
+        folder (a link placed there leading elsewhere: the folder is untrusted input)."""
+        return self._image_file(self.image(image_id))
+
+    def _image_file(self, record: ImageRecord) -> Path:
+        path = inside_project(self.path, record.file, (IMAGES,))
+        if path is None:
+            raise UserError(
+                f"image {record.id} ({record.file!r}) leads outside the project's images/ folder "
+                "(a link?); refusing to read it",
+                self.path,
+            )
+        return path
 
     def read_image(self, image_id: int) -> np.ndarray:
         """The image's pixels (see :func:`engine.imageio.read_image`). An image that cannot be
         read gets its ``error`` set (and cleared again once it reads)."""
         record = self.image(image_id)
         try:
-            array = imageio.read_image(self.path / record.file)
+            array = imageio.read_image(self._image_file(record))
         except UserError as exc:
             self._set_error(record, exc.reason)
             raise

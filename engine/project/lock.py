@@ -4,10 +4,18 @@ writing.
 The lock is advisory and held by the open file, so the OS releases it when the process dies,
 however it dies: a crash never leaves a project locked. The file also records the holder's pid,
 for the message a second window shows.
+
+The lock belongs to the open file, not to the name: deleting ``project.lock`` while a writer
+runs must not let a second writer in (the second would create a new file and lock that). On
+POSIX the holder therefore also locks the project folder itself (``flock`` on a descriptor of
+the folder), which cannot be swapped while the project exists; on Windows a file open without
+delete sharing cannot be deleted at all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -24,6 +32,7 @@ class ProjectLock:
     def __init__(self, folder: Path):
         self.path = Path(folder) / LOCK_NAME
         self._fd: int | None = None
+        self._dir_fd: int | None = None
 
     def acquire(self) -> None:
         try:
@@ -34,8 +43,11 @@ class ProjectLock:
             ) from exc
         try:
             _lock(fd)
+            dir_fd = _lock_folder(self.path.parent)
         except OSError:
             pid = _read_pid(fd)
+            with contextlib.suppress(OSError):
+                _unlock(fd)
             os.close(fd)
             who = f" (pid {pid})" if pid else ""
             raise ProjectLockedError(
@@ -43,6 +55,7 @@ class ProjectLock:
                 "there first, or open this one read-only",
                 self.path.parent,
             ) from None
+        self._dir_fd = dir_fd
         try:
             os.lseek(fd, 0, os.SEEK_SET)
             os.ftruncate(fd, 0)
@@ -55,7 +68,13 @@ class ProjectLock:
         if self._fd is None:
             return
         fd, self._fd = self._fd, None
+        dir_fd, self._dir_fd = self._dir_fd, None
         try:
+            if dir_fd is not None:
+                try:
+                    _unlock(dir_fd)
+                finally:
+                    os.close(dir_fd)
             _unlock(fd)
         finally:
             os.close(fd)
@@ -85,6 +104,9 @@ if os.name == "nt":  # pragma: no cover - exercised on Windows CI only
         os.lseek(fd, _WIN_LOCK_OFFSET, os.SEEK_SET)
         msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
 
+    def _lock_folder(folder: Path) -> int | None:
+        return None  # the open project.lock cannot be deleted: no second lock needed
+
 else:
     import fcntl
 
@@ -93,3 +115,23 @@ else:
 
     def _unlock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+    # Errors that mean "this file system cannot lock folders" (some network shares), not "held".
+    _NO_FOLDER_LOCKS = {errno.ENOLCK, errno.EBADF, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP,
+                        errno.EISDIR, errno.EACCES, errno.EPERM}
+
+    def _lock_folder(folder: Path) -> int | None:
+        """Lock the project folder itself; None where the file system cannot (the lock file
+        alone then guards). OSError (EWOULDBLOCK) when another process holds it."""
+        try:
+            dir_fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return None
+        try:
+            fcntl.flock(dir_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(dir_fd)
+            if exc.errno in _NO_FOLDER_LOCKS:
+                return None
+            raise
+        return dir_fd

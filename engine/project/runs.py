@@ -11,6 +11,7 @@ from typing import Sequence
 from engine.atomic import os_error_to_user_error
 from engine.errors import UserError
 from engine.project.base import BAD_NAME_CHARS, MODELS, ProjectBase, utc_now
+from engine.project.integrity import inside_project
 from engine.project.records import RunRecord
 
 RUN_RUNNING = "running"
@@ -52,7 +53,7 @@ class RunsMixin(ProjectBase):
         self, name: str, status: str, metrics: dict, checkpoint: str | os.PathLike | None
     ) -> None:
         """Record how a run ended: status ("finished", "stopped", "failed"), metrics, and the
-        checkpoint (a path; stored relative to the project when inside it)."""
+        checkpoint (a path inside the project's models/ folder, stored relative to the project)."""
         stored = None
         if checkpoint is not None:
             path = Path(checkpoint)
@@ -61,7 +62,11 @@ class RunsMixin(ProjectBase):
             try:
                 stored = path.resolve().relative_to(self.path.resolve()).as_posix()
             except ValueError:
-                stored = str(path)
+                stored = None
+            if stored is None or inside_project(self.path, stored, (MODELS,)) is None:
+                # Every path in project.db must stay inside the folder (docs/project.md).
+                raise UserError(f"checkpoint {path} is outside the project's models/ folder",
+                                self.path)
         with self._tx() as conn:
             cur = conn.execute(
                 "UPDATE runs SET status = ?, metrics = ?, checkpoint = ? WHERE name = ?",

@@ -76,6 +76,14 @@ Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: dict[int, Migration] = {}
 
 
+def can_migrate(version: int) -> bool:
+    """Whether migrations lead from ``version`` to :data:`SCHEMA_VERSION` (version 0 or a
+    negative one was never written by Maskloop: a damaged or edited database)."""
+    if not isinstance(version, int) or version < 1:
+        return False
+    return all(v in MIGRATIONS for v in range(version, SCHEMA_VERSION))
+
+
 def create(conn: sqlite3.Connection, program_version: str, created: str) -> None:
     conn.executescript(CREATE)
     conn.executemany(

@@ -60,6 +60,7 @@ from engine.project import schema
 from engine.project.base import DB_NAME, IMAGES, LABELS, MODELS, PREDICTIONS, utc_now
 from engine.project.classes import ClassesMixin, class_rows
 from engine.project.images import ImagesMixin
+from engine.project.integrity import check_database, check_stored_paths, db_error_reason
 from engine.project.lock import ProjectLock
 from engine.project.runs import RUN_RUNNING, RunsMixin
 
@@ -155,8 +156,11 @@ class Project(ClassesMixin, ImagesMixin, RunsMixin):
         try:
             conn = _connect(db, readonly)
             try:
+                check_database(conn, path)
                 project = cls(path, conn, readonly, lock)
                 project._check_schema()
+                # Before the journal repair below deletes or replaces any file it names.
+                check_stored_paths(conn, path)
                 if not readonly:
                     project._recover()
             except BaseException:
@@ -188,9 +192,17 @@ class Project(ClassesMixin, ImagesMixin, RunsMixin):
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             app = self.db.execute("SELECT value FROM meta WHERE key = 'application'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{DB_NAME} is damaged or not a Maskloop project ({exc})", self.path) from exc
+            if "no such table" in str(exc):
+                raise UserError(f"{DB_NAME} is not a Maskloop project database", self.path) from exc
+            raise UserError(db_error_reason(exc, self.path)[0], self.path) from exc
         if app is None or app[0] != schema.APPLICATION:
             raise UserError(f"{DB_NAME} is not a Maskloop project database", self.path)
+        if version < schema.SCHEMA_VERSION and not schema.can_migrate(version):
+            raise UserError(
+                f"{DB_NAME} says project version {version}, which no Maskloop wrote (the "
+                "database is damaged or was edited); restore the project from a backup",
+                self.path,
+            )
         if version > schema.SCHEMA_VERSION:
             raise NewerProjectError(
                 f"made by a newer Maskloop (project version {version}, this program reads up to "
@@ -210,15 +222,19 @@ class Project(ClassesMixin, ImagesMixin, RunsMixin):
     def _recover(self) -> None:
         """Repair what a killed writer left (see the module doc), then mark the project open."""
         rows = self._query("SELECT id, kind, data FROM journal ORDER BY id")
-        clean = self._query("SELECT value FROM meta WHERE key = 'closed_cleanly'")
         for jid, kind, data in rows:
             self._repair(kind, json.loads(data))
             with self._tx() as conn:
                 conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
-        if rows or (clean and clean[0][0] != "1"):
-            for sub in (IMAGES, LABELS, PREDICTIONS):
-                remove_stale_temp_files(self.path / sub)
-            remove_stale_temp_files(self.path)
+        # We hold the write lock, so every temporary file here was left by a killed writer
+        # (a checkpoint save cut short leaves models/<run>/.last.pt.<random>.tmp).
+        for sub in (IMAGES, LABELS, PREDICTIONS, MODELS):
+            remove_stale_temp_files(self.path / sub)
+        remove_stale_temp_files(self.path)
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(self.path / MODELS):
+                if entry.is_dir(follow_symlinks=False):
+                    remove_stale_temp_files(entry.path)
         stale = self._query("SELECT COUNT(*) FROM runs WHERE status = ?", (RUN_RUNNING,))[0][0]
         with self._tx() as conn:
             if stale:
@@ -271,7 +287,8 @@ def _connect(db: Path, readonly: bool) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
         return conn
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"{DB_NAME} is damaged or cannot be opened ({exc})", db.parent) from exc
+        # A full or read-only disk is not a damaged database: say which it is.
+        raise UserError(db_error_reason(exc, db.parent)[0], db.parent) from exc
 
 
 def _check_folder_writable(folder: Path) -> None:
