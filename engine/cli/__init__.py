@@ -1,7 +1,7 @@
-"""The command line of ``main.py``: ``new``, ``import``, ``export``, ``sample``, ``train``,
-``predict``, ``eval``.
+"""The command line of ``main.py``: ``new``, ``import``, ``export``, ``sample``, ``remove``,
+``train``, ``predict``, ``eval``.
 
-Modules: ``project_commands`` (new, sample), ``format_commands`` (import, export),
+Modules: ``project_commands`` (new, sample, remove), ``format_commands`` (import, export),
 ``model_commands`` (train, predict, eval).
 
 Each group of subcommands lives in its own module that exposes ``register(subparsers)``; the
@@ -22,7 +22,7 @@ from typing import Sequence
 
 from engine.errors import UserError
 
-SUBCOMMANDS = ("new", "import", "export", "sample", "train", "predict", "eval")
+SUBCOMMANDS = ("new", "import", "export", "sample", "remove", "train", "predict", "eval")
 
 
 class _Parser(argparse.ArgumentParser):

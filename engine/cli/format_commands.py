@@ -147,6 +147,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _export_model(args: argparse.Namespace) -> int:
     from engine.project import Project
+    from engine.project.integrity import refuse_inside
 
     with Project.open(args.project, readonly=True) as project:
         if args.run:
@@ -159,6 +160,7 @@ def _export_model(args: argparse.Namespace) -> int:
             raise UserError(f"run {run.name!r} has no checkpoint", project.path)
         checkpoint = Path(run.checkpoint)
         out = Path(args.out)
+        refuse_inside(project.path, out, "export the model")
         if out.exists() and not args.overwrite:
             raise UserError("already exists; nothing written (add --overwrite to replace)", out)
         if args.model == "bioimageio":

@@ -30,6 +30,17 @@ def register(subparsers) -> None:
     sample.add_argument("project", metavar="PROJECT", help="folder to create (must not exist, or be empty)")
     sample.set_defaults(func=run_sample)
 
+    remove = subparsers.add_parser(
+        "remove",
+        help="remove images from a project",
+        description="Remove images, with their labels and predictions, from PROJECT. Name each "
+                    "by its name in the project (as imported) or its id. All or nothing: an "
+                    "unknown or ambiguous name removes nothing.",
+    )
+    remove.add_argument("project", metavar="PROJECT", help="the project folder")
+    remove.add_argument("images", metavar="IMAGE", nargs="+", help="image name or id")
+    remove.set_defaults(func=run_remove)
+
 
 def parse_classes(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",")]
@@ -54,4 +65,41 @@ def run_sample(args: argparse.Namespace) -> int:
         images = project.images()
         labeled = sum(1 for r in images if r.labeled_pixels)
         print(f"wrote the sample project {project.path}: {len(images)} images, {labeled} labeled")
+    return 0
+
+
+def find_images(project, wanted: list[str]) -> list:
+    """The image records named by ``wanted`` (names, file names in images/, or ids), in order;
+    UserError naming the first unknown or ambiguous one."""
+    records = project.images()
+    by_id = {r.id: r for r in records}
+    chosen, seen = [], set()
+    for item in wanted:
+        matches = [r for r in records if r.name == item]
+        if not matches:
+            matches = [r for r in records if r.file.split("/")[-1] == item]
+        if not matches and item.strip().isdigit() and int(item) in by_id:
+            matches = [by_id[int(item)]]
+        if not matches:
+            raise UserError(f"no image named {item!r} in the project (give a name or an id; "
+                            "nothing removed)", project.path)
+        if len(matches) > 1:
+            ids = ", ".join(str(r.id) for r in matches)
+            raise UserError(f"{len(matches)} images are named {item!r} (ids {ids}); give the id "
+                            "(nothing removed)", project.path)
+        if matches[0].id not in seen:
+            seen.add(matches[0].id)
+            chosen.append(matches[0])
+    return chosen
+
+
+def run_remove(args: argparse.Namespace) -> int:
+    from engine.project import Project
+
+    with Project.open(args.project) as project:
+        chosen = find_images(project, args.images)
+        project.remove_images([r.id for r in chosen])
+        left = len(project.images())
+    names = ", ".join(r.name for r in chosen[:5]) + (", ..." if len(chosen) > 5 else "")
+    print(f"removed {len(chosen)} image(s) from {project.path} ({names}); {left} left")
     return 0

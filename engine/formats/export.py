@@ -37,6 +37,7 @@ import numpy as np
 
 from engine.atomic import atomic_copy, atomic_write_bytes, os_error_to_user_error
 from engine.errors import UserError
+from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
 from engine.palette import VOC_PALETTE
@@ -110,6 +111,7 @@ def export_masks(
     if unlabeled_as not in ("unlabeled", "background"):
         raise UserError(f"unlabeled pixels export as 'unlabeled' or 'background', not {unlabeled_as!r}")
     out = Path(out_dir)
+    refuse_inside(project.path, out, "export masks")
     records = project.images() if include_unlabeled else project.labeled_images()
     if not records:
         raise UserError(

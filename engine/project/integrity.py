@@ -200,3 +200,19 @@ def check_stored_paths(conn: sqlite3.Connection, folder: Path) -> None:
             for rel in files:
                 if inside_project(folder, rel, allowed) is None:
                     raise _refuse(folder, row, rel)
+
+
+def refuse_inside(project: Path, target: str | Path, what: str = "export") -> None:
+    """UserError if ``target`` (a file or folder to write, links followed) lies inside the
+    project folder: an export over ``labels/`` or ``project.db`` would destroy what it exports."""
+    try:
+        real = Path(target).absolute().resolve()
+        root = Path(project).absolute().resolve()
+    except (OSError, RuntimeError) as exc:
+        raise UserError(f"cannot follow this path ({exc})", target) from None
+    if real == root or root in real.parents:
+        raise UserError(
+            f"is inside the project folder {root}; {what} somewhere outside it (writing here "
+            "could replace the project's own files)",
+            target,
+        )
