@@ -70,6 +70,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="masks: copy the images too (into OUT/images/; LabelMe: beside its JSON files)",
     )
+    exp.add_argument(
+        "--semantic",
+        action="store_true",
+        help="masks, COCO and LabelMe: one annotation per class and image (COCO iscrowd 1, RLE) "
+        "instead of one object per connected region",
+    )
     exp.add_argument("--overwrite", action="store_true", help="replace files that exist already")
     package = exp.add_argument_group("bioimage.io model package (--model bioimageio --out model.zip)")
     package.add_argument("--name", help="the model's name: 5-128 letters, digits, spaces, _+-() "
@@ -140,6 +146,7 @@ def run_export(args: argparse.Namespace) -> int:
             include_unlabeled=args.all,
             with_images=args.with_images,
             progress=_progress_printer(sys.stderr.isatty()),
+            regions="semantic" if args.semantic else "instances",
         )
     print(report.summary())
     return 0

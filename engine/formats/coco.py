@@ -15,8 +15,13 @@ Reading:
 * Every RLE is checked (sizes, run lengths summing to height x width) before pycocotools sees
   it, because its decoder writes runs without bounds checks.
 
-Writing: one annotation per class present in an image, ``iscrowd: 1``, compressed RLE from
-``pycocotools.mask.encode``; ``categories`` lists every class of the project with
+Writing, ``regions="instances"`` (the default): one annotation per connected region
+(8-connected) of each class, ``iscrowd: 0``, as COCO's object annotations are and as every COCO
+tool counts objects: a polygon traced around the region's pixels where that polygon, rasterised
+as pycocotools does, gives the region back exactly; compressed RLE where it cannot (a region
+with a hole, a pinch a polygon cannot follow). ``regions="semantic"``: one annotation per class
+present in an image, ``iscrowd: 1``, compressed RLE from ``pycocotools.mask.encode`` (the
+"stuff" form). Either way ``categories`` lists every class of the project with
 ``id = class number + 1`` (COCO ids start at 1), its name and ``color``.
 """
 
@@ -213,7 +218,19 @@ def _check_segmentation(seg, image: CocoImage, where: str, path: Path):
                 raise UserError(f"{where}: polygon {j} is not a list of 3 or more x, y pairs", path)
             if not all(math.isfinite(v) and abs(v) < 1e7 for v in poly):
                 raise UserError(f"{where}: polygon {j} holds a coordinate that is not a finite number", path)
-        return [[float(v) for v in poly] for poly in seg]
+        # Bounded by the image before pycocotools sees them: it walks every edge in steps of a
+        # fifth of a pixel, so edges running far outside (a polygon alternating (0, 0) and
+        # (9e6, 9e6)) ask it for hundreds of GB and crash the process.
+        clipped = [_clip_polygon([float(v) for v in poly], image.width, image.height) for poly in seg]
+        clipped = [poly for poly in clipped if len(poly) >= 6]
+        outline = sum(_outline_length(poly) for poly in clipped)
+        budget = max(_OUTLINE_BUDGET, 100 * (image.width + image.height))
+        if outline > budget:
+            raise UserError(
+                f"{where}: its polygons run {outline:,.0f} pixels inside a {image.width} x "
+                f"{image.height} image (more than {budget:,}): not an outline of a region", path)
+        # All of it outside the image: nothing to paint (an empty list is skipped).
+        return clipped
     if isinstance(seg, dict) and "counts" in seg and "size" in seg:
         size = seg["size"]
         if (
@@ -242,6 +259,61 @@ def _check_segmentation(seg, image: CocoImage, where: str, path: Path):
                 )
             return {"size": [image.height, image.width], "counts": text.encode("ascii")}
     raise UserError(f"{where}: segmentation is neither polygons nor RLE", path)
+
+
+_OUTLINE_BUDGET = 1_000_000  # pixels of polygon outline per annotation, at least
+
+
+def _clip_polygon(flat: list[float], width: int, height: int) -> list[float]:
+    """Sutherland-Hodgman: the polygon ``[x0, y0, x1, y1, ...]`` cut to the image's size again
+    around the image on every side. A polygon inside that box (every real one: annotation tools
+    overshoot by a few pixels) is returned as it is; a cut one covers the same region of the
+    image, to within a pixel along the cut edges (pycocotools rounds from their new ends)."""
+    points = list(zip(flat[0::2], flat[1::2]))
+    lo_x, lo_y = -float(width) - 1.0, -float(height) - 1.0
+    hi_x, hi_y = 2.0 * width + 1.0, 2.0 * height + 1.0
+    if all(lo_x <= x <= hi_x and lo_y <= y <= hi_y for x, y in points):
+        return flat
+    edges = (
+        (lambda p: p[0] >= lo_x, lambda a, b: _cross_x(a, b, lo_x)),
+        (lambda p: p[0] <= hi_x, lambda a, b: _cross_x(a, b, hi_x)),
+        (lambda p: p[1] >= lo_y, lambda a, b: _cross_y(a, b, lo_y)),
+        (lambda p: p[1] <= hi_y, lambda a, b: _cross_y(a, b, hi_y)),
+    )
+    for inside, cross in edges:
+        if not points:
+            break
+        out = []
+        prev = points[-1]
+        for cur in points:
+            if inside(cur):
+                if not inside(prev):
+                    out.append(cross(prev, cur))
+                out.append(cur)
+            elif inside(prev):
+                out.append(cross(prev, cur))
+            prev = cur
+        points = out
+    return [v for point in points for v in point]
+
+
+def _cross_x(a, b, x):
+    t = (x - a[0]) / (b[0] - a[0])
+    return (x, a[1] + t * (b[1] - a[1]))
+
+
+def _cross_y(a, b, y):
+    t = (y - a[1]) / (b[1] - a[1])
+    return (a[0] + t * (b[0] - a[0]), y)
+
+
+def _outline_length(flat: list[float]) -> float:
+    """Sum over the edges of the longer of |dx|, |dy|: the steps pycocotools walks."""
+    xs, ys = flat[0::2], flat[1::2]
+    total = 0.0
+    for i in range(len(xs)):
+        total += max(abs(xs[i] - xs[i - 1]), abs(ys[i] - ys[i - 1]))
+    return total
 
 
 def decode_rle(rle) -> np.ndarray:
@@ -301,10 +373,42 @@ def encode_rle(region: np.ndarray) -> dict:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
+REGION_MODES = ("instances", "semantic")
+
+
+def region_polygon(region: np.ndarray, x0: int = 0, y0: int = 0) -> list[float] | None:
+    """A COCO polygon ``[x1, y1, x2, y2, ...]`` (pixel-edge coordinates, offset by x0, y0)
+    around a connected bool region, or None where no polygon rasterises back to it exactly.
+
+    The outline is traced on the region scaled up twice, so that it runs a quarter pixel
+    inside the region's pixel edges: pycocotools fills exactly the pixels whose centres lie
+    inside, which are the region's."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    h, w = region.shape
+    up = np.kron(region.astype(np.uint8), np.ones((2, 2), np.uint8))
+    found = cv2.findContours(up, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
+    contours, hierarchy = found[-2], found[-1]
+    if hierarchy is None or len(contours) != 1:
+        return None  # a hole (a second, inner contour), or not one piece
+    points = (contours[0].reshape(-1, 2).astype(np.float64) + 0.5) / 2.0
+    if len(points) < 3:
+        return None
+    polygon = [round(float(v), 2) for v in (points + (x0, y0)).ravel()]
+    local = [round(float(v), 2) for v in points.ravel()]
+    drawn = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([local], h, w)))
+    return polygon if np.array_equal(drawn.astype(bool), region) else None
+
+
 class CocoWriter:
     """Builds one COCO document image by image (labels are not all held in memory)."""
 
-    def __init__(self, class_names: Sequence[str], class_colors: Sequence[tuple[int, int, int]], description: str):
+    def __init__(self, class_names: Sequence[str], class_colors: Sequence[tuple[int, int, int]],
+                 description: str, regions: str = "instances"):
+        if regions not in REGION_MODES:
+            raise UserError(f"COCO regions are {' or '.join(REGION_MODES)}, not {regions!r}")
+        self.regions = regions
         self.images: list[dict] = []
         self.annotations: list[dict] = []
         self.categories = [
@@ -314,31 +418,57 @@ class CocoWriter:
         self.description = description
 
     def add(self, image_id: int, file_name: str, labels: np.ndarray) -> int:
-        """Add an image and one RLE annotation per class present; returns annotations added."""
-        from pycocotools import mask as mask_utils
-
+        """Add an image and its annotations (per region or per class); returns how many."""
         height, width = labels.shape
         self.images.append(
             {"id": int(image_id), "file_name": file_name, "width": int(width), "height": int(height)}
         )
         counts = np.bincount(labels.ravel(), minlength=256)
-        added = 0
-        for k in np.flatnonzero(counts[:UNLABELED]):
-            rle = encode_rle(labels == k)
-            x, y, w, h = (int(v) for v in mask_utils.toBbox({**rle, "counts": rle["counts"].encode("ascii")}))
-            self.annotations.append(
-                {
-                    "id": len(self.annotations) + 1,
-                    "image_id": int(image_id),
-                    "category_id": int(k) + 1,
-                    "segmentation": rle,
-                    "area": int(counts[k]),
-                    "bbox": [x, y, w, h],
-                    "iscrowd": 1,
-                }
-            )
-            added += 1
-        return added
+        present = np.flatnonzero(counts[:UNLABELED])
+        if self.regions == "semantic":
+            for k in present:
+                self._add_rle(image_id, int(k), labels == k, int(counts[k]), crowd=True)
+            return len(present)
+        return sum(self._add_instances(image_id, int(k), labels == k) for k in present)
+
+    def _add_instances(self, image_id: int, k: int, mask: np.ndarray) -> int:
+        import cv2
+
+        n, components, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        for i in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[i])
+            region = components[y : y + h, x : x + w] == i
+            polygon = region_polygon(region, x, y)
+            if polygon is None:
+                whole = np.zeros(mask.shape, bool)
+                whole[y : y + h, x : x + w] = region
+                self._add_rle(image_id, k, whole, area, crowd=False, bbox=[x, y, w, h])
+            else:
+                self._append(image_id, k, [polygon], area, [x, y, w, h], crowd=False)
+        return n - 1
+
+    def _add_rle(self, image_id: int, k: int, region: np.ndarray, area: int, crowd: bool,
+                 bbox: list[int] | None = None) -> None:
+        from pycocotools import mask as mask_utils
+
+        rle = encode_rle(region)
+        if bbox is None:
+            bbox = [int(v) for v in mask_utils.toBbox({**rle, "counts": rle["counts"].encode("ascii")})]
+        self._append(image_id, k, rle, area, bbox, crowd)
+
+    def _append(self, image_id: int, k: int, segmentation, area: int, bbox: list[int],
+                crowd: bool) -> None:
+        self.annotations.append(
+            {
+                "id": len(self.annotations) + 1,
+                "image_id": int(image_id),
+                "category_id": k + 1,
+                "segmentation": segmentation,
+                "area": int(area),
+                "bbox": [int(v) for v in bbox],
+                "iscrowd": 1 if crowd else 0,
+            }
+        )
 
     def document(self) -> dict:
         return {

@@ -5,10 +5,18 @@
 * ``color``: one RGBA PNG per image in the class colours; unlabeled pixels are transparent
   (alpha 0, colour black), so the mask lies over its image in any viewer.
 * ``coco``: one ``annotations.json``: every class of the project as a category (id = class
-  number + 1), one ``iscrowd: 1`` compressed-RLE annotation per class and image.
-* ``labelme``: one ``<image>.json`` per image, polygons with holes (see
-  :mod:`engine.formats.labelme`), and a copy of the image beside it, since LabelMe shows shapes
-  only over their image.
+  number + 1); one ``iscrowd: 0`` annotation per connected region of a class (a polygon, or
+  RLE where no polygon holds the region), or with ``regions="semantic"`` one ``iscrowd: 1``
+  compressed-RLE annotation per class and image (see :mod:`engine.formats.coco`).
+* ``labelme``: one ``<image>.json`` per image, polygons with holes, each region its own object
+  or (``regions="semantic"``) one group per class (see :mod:`engine.formats.labelme`), and a
+  copy of the image beside it, since LabelMe shows shapes only over their image.
+
+Every export also writes ``labelmap.txt``, the legend: each class's value in the masks, name,
+colour and COCO category id in a comment table, what 255 (unlabeled) means, then the classes
+as a CVAT / Datumaro labelmap (``label:color_rgb:parts:actions``, one line per value in order),
+which those tools read. Not JSON, so that a LabelMe folder (every ``*.json`` a document) imports
+back as it is.
 
 ``with_images`` copies the images too: into ``images/`` (whose path COCO's ``file_name`` then
 holds), beside the JSON files for LabelMe (always).
@@ -43,7 +51,9 @@ from engine.formats.labelme import labels_to_labelme
 from engine.palette import VOC_PALETTE
 
 MASK_FORMATS = ("png", "color", "coco", "labelme")
+REGION_MODES = ("instances", "semantic")
 COCO_FILE = "annotations.json"
+LEGEND_FILE = "labelmap.txt"
 IMAGES_DIR = "images"
 UNLABELED = 255
 
@@ -81,6 +91,38 @@ def encode_color_png(labels: np.ndarray, colors: list[tuple[int, int, int]]) -> 
     return buffer.getvalue()
 
 
+def legend_text(project_name: str, classes, unlabeled_as: str = "unlabeled") -> str:
+    """The legend written beside every mask export (see the module doc)."""
+    rows = [("value", "name", "colour (R,G,B)", "COCO category id")]
+    rows += [(str(c.index), c.name, ",".join(str(int(v)) for v in c.color), str(c.index + 1))
+             for c in classes]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = [f"# Maskloop labelmap of project {project_name!r}: what the values in these masks mean."]
+    lines += ["#   " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    if unlabeled_as == "background" and classes:
+        lines.append(f"# unlabeled pixels were written as 0 ({classes[0].name}); no 255 remains.")
+    else:
+        lines.append("# 255 = unlabeled (no class; training ignores it): 255 in index PNGs, "
+                     "transparent in colour PNGs, under no annotation in COCO and LabelMe.")
+    lines.append("# Below: the classes as a CVAT / Datumaro labelmap "
+                 "(label:color_rgb:parts:actions), one line per value, 0 first.")
+    lines += [f"{c.name}:{','.join(str(int(v)) for v in c.color)}::" for c in classes]
+    return "\n".join(lines) + "\n"
+
+
+def read_legend(path: str | os.PathLike) -> list[dict]:
+    """The classes of a legend file: ``[{"value", "name", "color", "coco_id"}, ...]``."""
+    entries = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, color = line.split(":")[:2]
+        rgb = tuple(int(v) for v in color.split(",")) if color else None
+        value = len(entries)
+        entries.append({"value": value, "name": name, "color": rgb, "coco_id": value + 1})
+    return entries
+
+
 def _output_stems(records) -> list[str]:
     """A stem per image, its name's; a stem already taken (``a.png`` after ``a.tif``) gets the
     image id added, so that masks and copied images pair up by stem as the import matches them."""
@@ -104,10 +146,15 @@ def export_masks(
     include_unlabeled: bool = False,
     with_images: bool = False,
     progress: Progress | None = None,
+    regions: str = "instances",
 ) -> ExportReport:
-    """Write the project's labels to ``out_dir`` in ``fmt`` (see the module doc)."""
+    """Write the project's labels to ``out_dir`` in ``fmt`` (see the module doc). ``regions``
+    (COCO, LabelMe): ``instances``, an object per connected region, or ``semantic``, one per
+    class."""
     if fmt not in MASK_FORMATS:
         raise UserError(f"unknown mask format {fmt!r}; choose one of {', '.join(MASK_FORMATS)}")
+    if regions not in REGION_MODES:
+        raise UserError(f"regions are {' or '.join(REGION_MODES)}, not {regions!r}")
     if unlabeled_as not in ("unlabeled", "background"):
         raise UserError(f"unlabeled pixels export as 'unlabeled' or 'background', not {unlabeled_as!r}")
     out = Path(out_dir)
@@ -133,7 +180,7 @@ def export_masks(
     # LabelMe wants each image beside its JSON; the others get an images/ folder.
     image_dir = out if fmt == "labelme" else out / IMAGES_DIR
     image_targets = [image_dir / n for n in image_names] if with_images else []
-    planned = targets + image_targets + ([out / COCO_FILE] if fmt == "coco" else [])
+    planned = targets + image_targets + ([out / COCO_FILE] if fmt == "coco" else []) + [out / LEGEND_FILE]
     if not overwrite:
         existing = [p for p in planned if p.exists()]
         if existing:
@@ -147,7 +194,8 @@ def export_masks(
         raise os_error_to_user_error(exc, out, "cannot create the export folder") from exc
 
     report = ExportReport(fmt, out, len(records))
-    writer = CocoWriter(names, colors, f"Maskloop export of {project.name}") if fmt == "coco" else None
+    writer = (CocoWriter(names, colors, f"Maskloop export of {project.name}", regions=regions)
+              if fmt == "coco" else None)
     for n, record in enumerate(records):
         labels = project.read_label(record.id)
         if unlabeled_as == "background":
@@ -157,7 +205,7 @@ def export_masks(
         elif fmt == "color":
             atomic_write_bytes(targets[n], encode_color_png(labels, colors))
         elif fmt == "labelme":
-            doc = labels_to_labelme(labels, names, image_names[n])
+            doc = labels_to_labelme(labels, names, image_names[n], regions=regions)
             atomic_write_bytes(targets[n], json.dumps(doc).encode("utf-8"))
         else:
             # With the images included, file_name leads from the JSON to them.
@@ -173,4 +221,6 @@ def export_masks(
     if writer is not None:
         atomic_write_bytes(out / COCO_FILE, json.dumps(writer.document()).encode("utf-8"))
         report.files.append(out / COCO_FILE)
+    atomic_write_bytes(out / LEGEND_FILE, legend_text(project.name, classes, unlabeled_as).encode("utf-8"))
+    report.files.append(out / LEGEND_FILE)
     return report

@@ -19,7 +19,9 @@ Reading (one JSON per image):
   the user imported); if that file does not exist, the embedded ``imageData`` is used.
 
 Writing: one polygon per connected region of each class (``cv2.findContours`` with
-``RETR_CCOMP``), listed largest first so that painting them in order (what every LabelMe reader
+``RETR_CCOMP``), each region its own object (``regions="instances"``, the default) or every
+region of a class in one group, ``group_id`` = class number + 1 (``regions="semantic"``); listed
+largest first so that painting them in order (what every LabelMe reader
 does) puts regions inside other regions' holes on top; each hole follows its region as a shape
 with the same label and ``group_id``, ``flags: {"hole": true}`` and ``description: "hole"``.
 """
@@ -64,7 +66,10 @@ class Shape:
     points: np.ndarray  # N x 2 float (x, y)
     group_id: int | None = None
     hole: bool = False
-    mask: np.ndarray | None = None  # bool, for "mask" shapes
+    mask: np.ndarray | None = None  # bool, for "mask" shapes (decoded by labelme_to_labels)
+    mask_data: bytes | None = None  # the PNG of a "mask" shape, checked in size, not decoded
+    mask_size: tuple[int, int] = (0, 0)  # its (height, width) from the PNG header
+    where: str = ""
 
 
 @dataclass
@@ -98,16 +103,47 @@ def _points(raw, where: str, path: Path) -> np.ndarray:
     return points
 
 
-def _decode_mask_shape(raw, where: str, path: Path) -> np.ndarray:
+def _mask_shape_header(raw, where: str, path: Path, height: int | None,
+                       width: int | None) -> tuple[bytes, tuple[int, int]]:
+    """The PNG of a ``mask`` shape and its (height, width), read from its header only: a mask
+    is decoded once it is known to fit its image (40 masks of 30000 x 30000 in 45 MB of JSON
+    would otherwise take gigabytes before any check)."""
     from PIL import Image
 
     try:
         data = base64.b64decode(raw, validate=True)
         with Image.open(io.BytesIO(data)) as image:
+            w, h = image.size
+    except Exception as exc:  # base64 and PIL errors alike mean the field is damaged
+        raise UserError(f"{where}.mask is not a base64 PNG ({_reason(exc)})", path) from exc
+    if (height is not None and h > height) or (width is not None and w > width):
+        raise UserError(f"{where}.mask is {w} x {h} pixels, larger than the image "
+                        f"({width} x {height})", path)
+    return data, (h, w)
+
+
+def _decode_mask_shape(shape: "Shape", height: int, width: int, path: Path) -> np.ndarray:
+    from PIL import Image
+
+    h, w = shape.mask_size
+    if h > height or w > width:
+        raise UserError(f"{shape.where}.mask is {w} x {h} pixels, larger than the image "
+                        f"({width} x {height})", path)
+    try:
+        with Image.open(io.BytesIO(shape.mask_data or b"")) as image:
             image.load()
             return np.asarray(image.convert("L")) > 0
-    except Exception as exc:  # base64 and PIL errors alike mean the field is damaged
-        raise UserError(f"{where}.mask is not a base64 PNG ({exc})", path) from exc
+    except Exception as exc:  # a header that reads but data that does not
+        raise UserError(f"{shape.where}.mask is a damaged PNG ({_reason(exc)})", path) from exc
+
+
+def _reason(exc: Exception) -> str:
+    """PIL's message without the "<_io.BytesIO object at 0x...>" it names instead of a file."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, UnidentifiedImageError):
+        return "not an image"
+    return str(exc) or type(exc).__name__
 
 
 def _sniff_extension(data: bytes) -> str:
@@ -184,10 +220,11 @@ def read_labelme(path: str | os.PathLike, roots: Sequence[Path]) -> LabelmeFile:
             raise UserError(f"{where}.group_id is not a whole number", path)
         flags = raw.get("flags") or {}
         hole = isinstance(flags, dict) and flags.get("hole") is True
-        mask = None
+        shape = Shape(label, shape_type, points, group_id, hole, where=where)
         if shape_type == "mask":
-            mask = _decode_mask_shape(_field(raw, "mask", where, path), where, path)
-        result.shapes.append(Shape(label, shape_type, points, group_id, hole, mask))
+            shape.mask_data, shape.mask_size = _mask_shape_header(
+                _field(raw, "mask", where, path), where, path, height, width)
+        result.shapes.append(shape)
     return result
 
 
@@ -260,6 +297,9 @@ def labelme_to_labels(
             f"imageHeight x imageWidth is {doc.height} x {doc.width} but the image is {height} x {width}",
             doc.path,
         )
+    for shape in doc.shapes:
+        if shape.shape_type == "mask" and shape.mask is None:
+            shape.mask = _decode_mask_shape(shape, height, width, doc.path)
     labels = np.full((height, width), UNLABELED, np.uint8)
     covered = np.zeros((height, width), bool)
     # Regions in order of their first shape; a group's shapes are painted together.
@@ -290,25 +330,54 @@ def _points_list(polygon: np.ndarray) -> list[list[float]]:
     return points
 
 
+REGION_MODES = ("instances", "semantic")
+SEMANTIC_OWN_GROUPS = 256  # semantic mode: group ids from here are regions apart from their class
+
+
 def labels_to_labelme(
     labels: np.ndarray,
     class_names: Sequence[str],
     image_path: str,
     image_data: bytes | None = None,
+    regions: str = "instances",
 ) -> dict:
-    """One LabelMe document (a JSON-ready dict) for an H x W label array."""
+    """One LabelMe document (a JSON-ready dict) for an H x W label array.
+
+    ``regions="instances"``: each connected region of a class is its own object (no
+    ``group_id``, or one of its own where holes belong to it), as LabelMe's instance tools
+    read shapes. ``regions="semantic"``: every shape of class k carries ``group_id`` k + 1, one
+    object per class; a region lying in a hole of a region of its own class gets a group of its
+    own (from 256), since a group's holes are cut from all of its shapes."""
+    if regions not in REGION_MODES:
+        raise UserError(f"LabelMe regions are {' or '.join(REGION_MODES)}, not {regions!r}")
     height, width = labels.shape
     present = np.flatnonzero(np.bincount(labels.ravel(), minlength=256)[:UNLABELED])
-    regions = []
+    found = []
+    semantic_group: dict[int, int] = {}  # id(group) -> group id, semantic mode
+    own = SEMANTIC_OWN_GROUPS
     for k in present:
-        for group in mask_to_groups(labels == k):
-            regions.append((group.area, int(k), group))
-    regions.sort(key=lambda r: r[0], reverse=True)
+        groups = mask_to_groups(labels == k)
+        if regions == "semantic":
+            holes = np.zeros((height, width), np.uint8)
+            for group in groups:
+                fill_polygons(holes, group.holes, 1)
+            for group in groups:
+                x, y = (int(round(v)) for v in group.outer[0])
+                if holes[min(max(y, 0), height - 1), min(max(x, 0), width - 1)]:
+                    semantic_group[id(group)] = own
+                    own += 1
+                else:
+                    semantic_group[id(group)] = int(k) + 1
+        for group in groups:
+            found.append((group.area, int(k), group))
+    found.sort(key=lambda r: r[0], reverse=True)
     shapes = []
     next_group = 1
-    for _, k, group in regions:
+    for _, k, group in found:
         group_id = None
-        if group.holes:
+        if regions == "semantic":
+            group_id = semantic_group[id(group)]
+        elif group.holes:
             group_id = next_group
             next_group += 1
         shapes.append(_shape(class_names[k], group.outer, group_id, hole=False))

@@ -34,7 +34,7 @@ def _table():
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # pycocotools' own, under NumPy 2
 def test_coco_export_decodes_exactly_with_pycocotools(tmp_path):
     lab = holey_labels()
-    writer = CocoWriter(NAMES, COLORS, "test")
+    writer = CocoWriter(NAMES, COLORS, "test", regions="semantic")  # per class (RLE)
     writer.add(7, "a.png", lab)
     doc = json.loads(json.dumps(writer.document()))  # through real JSON text
     assert [c["id"] for c in doc["categories"]] == [1, 2, 3]

@@ -45,7 +45,8 @@ def _labels(project) -> dict[str, np.ndarray]:
 
 def test_index_png_read_back_by_pil_with_the_voc_palette(project, tmp_path):
     report = export_masks(project, "png", tmp_path / "out")
-    assert sorted(p.name for p in report.files) == ["a-2.png", "a.png"]  # a.tif -> a.png; a.png -> a-2.png
+    # a.tif -> a.png; a.png -> a-2.png; and the legend
+    assert sorted(p.name for p in report.files) == ["a-2.png", "a.png", "labelmap.txt"]
     expected = _labels(project)
     for image_name, mask_name in (("a.tif", "a.png"), ("a.png", "a-2.png")):
         with Image.open(tmp_path / "out" / mask_name) as image:
@@ -151,8 +152,8 @@ def test_existing_files_are_kept_unless_overwrite(project, tmp_path):
 
 
 def test_labeled_only_by_default_and_nothing_to_export(project, tmp_path):
-    assert len(export_masks(project, "png", tmp_path / "o1").files) == 2
-    assert len(export_masks(project, "png", tmp_path / "o2", include_unlabeled=True).files) == 3
+    assert len(export_masks(project, "png", tmp_path / "o1").files) == 2 + 1  # + the legend
+    assert len(export_masks(project, "png", tmp_path / "o2", include_unlabeled=True).files) == 3 + 1
     assert (np.asarray(Image.open(tmp_path / "o2" / "c.png")) == 255).all()
     with Project.create(tmp_path / "empty", ["background"]) as empty:
         with pytest.raises(UserError, match="no labeled images"):
