@@ -163,7 +163,7 @@ def test_import_masks_and_export(bare_window, dialogs, tmp_path, cells_dir):
     assert bare_window.document is not None and (bare_window.document.labels != UNLABELED).all()
     out = tmp_path / "out"
     assert bare_window.project_actions.export_masks("png", out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(r.name for r in records)
+    assert sorted(p.name for p in out.iterdir()) == sorted([r.name for r in records] + ["labelmap.txt"])
 
 
 def test_dropping_a_folder_imports_it(qtbot, bare_window, membrane_project, cells_dir, tmp_path):
