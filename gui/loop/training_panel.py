@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout,
-                               QLabel, QPlainTextEdit, QProgressBar, QPushButton, QSpinBox,
-                               QToolButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+                               QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QPushButton,
+                               QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from gui.loop.chart import TrainingChart
 
@@ -20,7 +21,9 @@ from gui.loop.chart import TrainingChart
 # more once torch is loaded (see set_models).
 MODEL_LABELS = {"unet": "U-Net", "fcn8s": "FCN-8s", "fcn16s": "FCN-16s", "fcn32s": "FCN-32s"}
 INIT_LABELS = {"last": "Continue from the last model", "pretrained": "Pretrained weights (ImageNet)",
-               "scratch": "From scratch"}
+               "scratch": "From scratch", "file": "Start from a model file…"}
+# A Maskloop checkpoint, or a bioimage.io package Maskloop exported (engine.checkpoint reads both).
+MODEL_FILE_FILTER = "Maskloop models (*.pt *.zip);;All files (*)"
 # A plain U-Net has no ImageNet weights; "pretrained" gives it a torchvision encoder. ResNet-18:
 # the lightest of the engine's encoders, in keeping with the light default U-Net for laptops.
 PRETRAINED_OPTIONS = {"unet": {"encoder": "resnet18"}}
@@ -137,7 +140,8 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.chart, 3)
         layout.addWidget(self.log, 2)
         self._user_init: str | None = None  # what the user picked by hand, kept across models
-        self.init_combo.activated.connect(lambda _i: setattr(self, "_user_init", self.init_combo.currentData()))
+        self._init_file: str | None = None  # the model file of "Start from a model file"
+        self.init_combo.activated.connect(self._init_chosen)
         self.model_combo.currentIndexChanged.connect(self._refresh_init)
         self._refresh_init()
 
@@ -194,9 +198,14 @@ class TrainingPanel(QWidget):
             self.init_combo.setItemData(0, f"Fine-tune run {last[0]}", Qt.ItemDataRole.ToolTipRole)
         self.init_combo.addItem(PRETRAINED_LABELS.get(model, INIT_LABELS["pretrained"]), "pretrained")
         self.init_combo.addItem(INIT_LABELS["scratch"], "scratch")
+        self.init_combo.addItem(f"From {Path(self._init_file).name}" if self._init_file
+                                else INIT_LABELS["file"], "file")
+        self.init_combo.setItemData(self.init_combo.count() - 1, self._init_file or
+                                    "A Maskloop checkpoint (.pt) or bioimage.io package (.zip) "
+                                    "exported by Maskloop, of the same model", Qt.ItemDataRole.ToolTipRole)
         if last is not None and (prefer_last or self._user_init in (None, "last")):
             wanted = "last"
-        elif self._user_init in ("pretrained", "scratch") and not prefer_last:
+        elif self._user_init in ("pretrained", "scratch", "file") and not prefer_last:
             wanted = self._user_init
         else:
             # Nothing to continue from: VGG16-based FCNs learn poorly from random weights, while
@@ -205,6 +214,17 @@ class TrainingPanel(QWidget):
         index = self.init_combo.findData(wanted)
         self.init_combo.setCurrentIndex(index if index >= 0 else 0)
         self.init_combo.blockSignals(False)
+
+    def _init_chosen(self, _index: int) -> None:
+        choice = self.init_combo.currentData()
+        if choice == "file":
+            path, _ = QFileDialog.getOpenFileName(self, "Start from a model file", "", MODEL_FILE_FILTER)
+            if not path:  # cancelled: back to what was chosen before
+                self._refresh_init()
+                return
+            self._init_file = path
+        self._user_init = choice
+        self._refresh_init()
 
     def _toggle_advanced(self, shown: bool) -> None:
         self.advanced_box.setVisible(shown)
@@ -223,6 +243,8 @@ class TrainingPanel(QWidget):
             options = dict(PRETRAINED_OPTIONS.get(model, {}))
         else:
             options = {}
+        if init == "file":  # the file's own architecture options; the engine checks the model
+            init = self._init_file or "scratch"
         return {
             "model": model,
             "model_options": options,

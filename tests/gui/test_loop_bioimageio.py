@@ -85,3 +85,29 @@ def test_export_menu_writes_a_package_maskloop_reads_back(qtbot, tmp_path, dialo
     window.loop.models.ask_export("bioimageio")
     assert asked[-1][1:4] == ("Window export test", ["Grace Hopper"], "CC0-1.0")
     close_window(qtbot, window)
+
+
+def test_training_panel_starts_from_a_model_file(qtbot, monkeypatch, tmp_path):
+    """"Start from a model file": a checkpoint or a package; its path is the engine's init."""
+    from PySide6.QtWidgets import QFileDialog
+
+    from gui.loop.training_panel import INIT_LABELS, TrainingPanel
+
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    combo = panel.init_combo
+    assert combo.findData("file") >= 0 and combo.itemText(combo.findData("file")) == INIT_LABELS["file"]
+    before = combo.currentData()
+    answers = ["", str(tmp_path / "colleague.zip")]
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (answers.pop(0), "")))
+    combo.setCurrentIndex(combo.findData("file"))
+    combo.activated.emit(combo.currentIndex())  # cancelled: back to the choice before
+    assert combo.currentData() == before and panel.settings()["init"] == before
+    combo.setCurrentIndex(combo.findData("file"))
+    combo.activated.emit(combo.currentIndex())
+    assert combo.currentData() == "file" and combo.currentText() == "From colleague.zip"
+    settings = panel.settings()
+    assert settings["init"] == str(tmp_path / "colleague.zip") and settings["model_options"] == {}
+    panel.select_model("fcn8s")  # the choice stays while models change
+    assert panel.settings()["init"] == str(tmp_path / "colleague.zip")
