@@ -247,53 +247,88 @@ def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict 
 EXPORT_FORMAT_CHOICES = (
     ("png", "Index PNG (value = class number, 255 = unlabeled)"),
     ("color", "Colour PNG (class colours, unlabeled transparent)"),
-    ("coco", "COCO JSON (RLE)"),
+    ("coco", "COCO JSON (one object per connected region)"),
     ("labelme", "LabelMe JSON (polygons, with the images)"),
 )
+REGION_FORMATS = ("coco", "labelme")
 
 
-def ask_export_masks(parent: QWidget | None, start_dir: str = "") -> dict | None:
-    """How to export: ``{"fmt", "out_dir", "unlabeled_as", "include_unlabeled", "overwrite"}``."""
-    from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton
+class ExportMasksDialog(QDialog):
+    """The export dialog's fields; :func:`ask_export_masks` runs it."""
 
-    dialog = QDialog(parent)
-    dialog.setWindowTitle("Export masks")
-    dialog.setMinimumWidth(DIALOG_MIN_WIDTH)
-    form = QFormLayout(dialog)
-    fmt = QComboBox()
-    for key, text in EXPORT_FORMAT_CHOICES:
-        fmt.addItem(text, key)
-    out = QLineEdit(start_dir)
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(out, 1)
-    choose = QPushButton("Choose…")
-    choose.clicked.connect(lambda: out.setText(
-        QFileDialog.getExistingDirectory(dialog, "Export to", out.text()) or out.text()))
-    layout.addWidget(choose)
-    background = QCheckBox("Unlabeled pixels become background (class 0)")
-    everything = QCheckBox("Also images with no labels")
-    overwrite = QCheckBox("Replace files that exist")
-    form.addRow("Format", fmt)
-    form.addRow("Folder", row)
-    form.addRow("", background)
-    form.addRow("", everything)
-    form.addRow("", overwrite)
-    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
-    buttons.accepted.connect(dialog.accept)
-    buttons.rejected.connect(dialog.reject)
-    form.addRow(buttons)
-    if dialog.exec() != QDialog.DialogCode.Accepted or not out.text().strip():
+    def __init__(self, parent: QWidget | None = None, start_dir: str = "",
+                 class0_name: str = "background") -> None:
+        from PySide6.QtWidgets import QCheckBox
+
+        super().__init__(parent)
+        self.setWindowTitle("Export masks")
+        self.setMinimumWidth(DIALOG_MIN_WIDTH)
+        form = QFormLayout(self)
+        self.fmt = QComboBox()
+        for key, text in EXPORT_FORMAT_CHOICES:
+            self.fmt.addItem(text, key)
+        self.out = QLineEdit(start_dir)
+        row = QWidget()
+        layout = QHBoxLayout(row)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.out, 1)
+        choose = QPushButton("Choose…")
+        choose.clicked.connect(lambda: self.out.setText(
+            QFileDialog.getExistingDirectory(self, "Export to", self.out.text()) or self.out.text()))
+        layout.addWidget(choose)
+        # The project's own class 0, which need not be "background" (it may be "membrane").
+        self.background = QCheckBox(f"Unlabeled pixels become class 0 ({class0_name})")
+        self.semantic = QCheckBox("One annotation per class (semantic), not one object per "
+                                  "connected region")
+        self.semantic.setToolTip("COCO: one iscrowd RLE per class and image; LabelMe: one "
+                                 "group per class. The default, one object per region, is what "
+                                 "instance tools (and counting cells) need.")
+        self.everything = QCheckBox("Also images with no labels")
+        self.overwrite = QCheckBox("Replace files that exist")
+        form.addRow("Format", self.fmt)
+        form.addRow("Folder", row)
+        form.addRow("", self.background)
+        form.addRow("", self.semantic)
+        form.addRow("", self.everything)
+        form.addRow("", self.overwrite)
+        note = QLabel("A legend of the classes (labelmap.txt: values, names, colours) is written "
+                      "beside the masks.")
+        note.setWordWrap(True)
+        form.addRow("", note)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.fmt.currentIndexChanged.connect(self._format_changed)
+        self._format_changed()
+
+    def _format_changed(self) -> None:
+        self.semantic.setEnabled(self.fmt.currentData() in REGION_FORMATS)
+
+    def request(self) -> dict | None:
+        if not self.out.text().strip():
+            return None
+        fmt = self.fmt.currentData()
+        return {
+            "fmt": fmt,
+            "out_dir": Path(self.out.text().strip()),
+            "unlabeled_as": "background" if self.background.isChecked() else "unlabeled",
+            "include_unlabeled": self.everything.isChecked(),
+            "overwrite": self.overwrite.isChecked(),
+            "regions": "semantic" if (self.semantic.isChecked() and fmt in REGION_FORMATS)
+            else "instances",
+        }
+
+
+def ask_export_masks(parent: QWidget | None, start_dir: str = "",
+                     class0_name: str = "background") -> dict | None:
+    """How to export: ``{"fmt", "out_dir", "unlabeled_as", "include_unlabeled", "overwrite",
+    "regions"}``; ``class0_name`` is the project's class 0, named in the unlabeled option."""
+    dialog = ExportMasksDialog(parent, start_dir, class0_name)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
-    return {
-        "fmt": fmt.currentData(),
-        "out_dir": Path(out.text().strip()),
-        "unlabeled_as": "background" if background.isChecked() else "unlabeled",
-        "include_unlabeled": everything.isChecked(),
-        "overwrite": overwrite.isChecked(),
-    }
+    return dialog.request()
 
 
 def ask_open_read_only(parent: QWidget | None, message: str) -> bool:

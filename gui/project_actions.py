@@ -19,6 +19,7 @@ from engine import imageio
 from engine.errors import NewerProjectError, ProjectLockedError, UserError
 from engine.project import Project
 from gui import dialogs
+from gui.export_paths import export_start, remember_export
 
 if TYPE_CHECKING:
     from gui.main_window import MainWindow
@@ -185,14 +186,19 @@ class ProjectActions:
     # --------------------------------------------------------- exporting
     def export_masks_dialog(self) -> None:
         window = self.window
-        if window.project is None:
+        project = window.project
+        if project is None:
             return
-        request = dialogs.ask_export_masks(window, self.prefs.last_folder())
+        start = export_start(self.prefs, project, "masks", f"{project.name}-masks")
+        classes = project.classes
+        request = dialogs.ask_export_masks(window, str(start),
+                                           classes[0].name if classes else "background")
         if request is not None:
             self.export_masks(**request)
 
     def export_masks(self, fmt: str, out_dir: Path, unlabeled_as: str = "unlabeled",
-                     include_unlabeled: bool = False, overwrite: bool = False) -> bool:
+                     include_unlabeled: bool = False, overwrite: bool = False,
+                     regions: str = "instances") -> bool:
         from engine.formats import export_masks
 
         window = self.window
@@ -201,10 +207,11 @@ class ProjectActions:
             with progress_dialog(window, "Exporting…") as progress:
                 report = export_masks(window.project, fmt, out_dir, unlabeled_as=unlabeled_as,
                                       overwrite=overwrite, include_unlabeled=include_unlabeled,
-                                      progress=progress)
+                                      progress=progress, regions=regions)
         except UserError as exc:
             window.show_error("Cannot export", str(exc))
             return False
+        remember_export(self.prefs, window.project, "masks", Path(out_dir))
         window.status_message(report.summary(), 10000)
         return True
 

@@ -15,6 +15,13 @@ APPLICATION = "Maskloop"
 MAX_RECENT = 10
 
 
+def _project_key(path: Path) -> str:
+    """A settings key per project folder (no slashes, which QSettings reads as groups)."""
+    import hashlib
+
+    return hashlib.sha1(str(Path(path).absolute()).encode("utf-8")).hexdigest()[:16]
+
+
 class Preferences:
     def __init__(self) -> None:
         self._s = QSettings(QSettings.defaultFormat(), QSettings.Scope.UserScope,
@@ -58,6 +65,13 @@ class Preferences:
 
     def set_last_folder(self, path: Path) -> None:
         self._s.setValue("paths/last_folder", str(path))
+
+    def export_folder(self, project_path: Path, kind: str) -> str:
+        """The folder the last ``kind`` export ("masks", "model") of this project went to."""
+        return str(self._s.value(f"export/{_project_key(project_path)}/{kind}", "") or "")
+
+    def set_export_folder(self, project_path: Path, kind: str, folder: Path) -> None:
+        self._s.setValue(f"export/{_project_key(project_path)}/{kind}", str(folder))
 
     # --------------------------------------------------------------- tools
     def brush_size(self) -> float:

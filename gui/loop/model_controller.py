@@ -12,6 +12,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
+from gui.export_paths import export_start, remember_export
 from gui.loop.model_panel import ModelPanel, usable_run
 from gui.loop.worker import Worker, training_threads
 
@@ -202,7 +203,9 @@ class ModelController(QObject):
             if options is None:
                 return
         _, file_filter, suffix = EXPORT_FORMATS[fmt]
-        default = str(Path.home() / f"{active.name}-{active.model}{suffix}")
+        # Beside the project (not a hidden folder), then where this project's last model went.
+        default = str(export_start(self.window.prefs, self.window.project, "model",
+                                   f"{active.name}-{active.model}{suffix}"))
         path, _ = QFileDialog.getSaveFileName(self.window, f"Export {active.name}", default, file_filter)
         if path:
             self.export(fmt, Path(path), options)
@@ -258,6 +261,8 @@ class ModelController(QObject):
         return True
 
     def _exported(self, run: str, path) -> None:
+        if self.window.project is not None:
+            remember_export(self.window.prefs, self.window.project, "model", Path(path))
         self.window.status_message(f"Exported {run} to {path}.", 10_000)
         self.exported.emit(path)
 
