@@ -33,6 +33,8 @@ import binascii
 import io
 import math
 import os
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -40,6 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import UserError
+from engine.imageio import _configure_pil
 from engine.formats.jsonfile import read_json_object
 from engine.formats.uncovered import (
     MARKER_KEY,
@@ -112,8 +115,13 @@ def _mask_shape_header(raw, where: str, path: Path, height: int | None,
 
     try:
         data = base64.b64decode(raw, validate=True)
-        with Image.open(io.BytesIO(data)) as image:
-            w, h = image.size
+        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            w, h = struct.unpack(">II", data[16:24])  # PIL's open would refuse a big one vaguely
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as image:
+                    w, h = image.size
     except Exception as exc:  # base64 and PIL errors alike mean the field is damaged
         raise UserError(f"{where}.mask is not a base64 PNG ({_reason(exc)})", path) from exc
     if (height is not None and h > height) or (width is not None and w > width):
@@ -130,9 +138,15 @@ def _decode_mask_shape(shape: "Shape", height: int, width: int, path: Path) -> n
         raise UserError(f"{shape.where}.mask is {w} x {h} pixels, larger than the image "
                         f"({width} x {height})", path)
     try:
-        with Image.open(io.BytesIO(shape.mask_data or b"")) as image:
-            image.load()
-            return np.asarray(image.convert("L")) > 0
+        with warnings.catch_warnings():
+            # Fits the image (checked above), however large: not a decompression bomb.
+            warnings.simplefilter("ignore")
+            _configure_pil()  # the program's pixel limit, not PIL's 179 megapixels
+            with Image.open(io.BytesIO(shape.mask_data or b"")) as image:
+                if image.size != (w, h):
+                    raise ValueError(f"its header says {image.size[0]} x {image.size[1]}")
+                image.load()
+                return np.asarray(image.convert("L")) > 0
     except Exception as exc:  # a header that reads but data that does not
         raise UserError(f"{shape.where}.mask is a damaged PNG ({_reason(exc)})", path) from exc
 

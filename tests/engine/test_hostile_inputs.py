@@ -137,3 +137,92 @@ def test_remove_lets_a_damaged_image_leave_so_training_can_go_on(tmp_path):
     assert out.returncode == 0, out.stderr
     with Project.open(project, readonly=True) as p:
         assert [r.name for r in p.images()] == ["im0.png"]
+
+
+# ------------------------------------------------------------------ annotation resource bombs
+
+
+def test_coco_polygon_far_outside_the_image_neither_crashes_nor_hangs(tmp_path):
+    project = tmp_path / "proj"
+    Project.create(project, ["background", "cell"]).close()
+    data = tmp_path / "coco"
+    data.mkdir()
+    _png(data / "a.png", size=(32, 48))
+    poly = []
+    for i in range(1000):  # alternating (0, 0) and (9e6, 9e6): about 24 KB of JSON
+        poly += [0, 0] if i % 2 == 0 else [9e6, 9e6]
+    poly += [0, 30, 20, 30]  # and some area inside
+    doc = {"images": [{"id": 1, "file_name": "a.png", "width": 48, "height": 32}],
+           "categories": [{"id": 1, "name": "cell"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "segmentation": [poly]}]}
+    (data / "ann.json").write_text(json.dumps(doc))
+    start = time.monotonic()
+    out = _cli("import", project, data / "ann.json", data, timeout=120)
+    assert out.returncode in (0, 2), out  # today: -11 (segfault), nothing on stderr
+    assert time.monotonic() - start < 60
+    assert "Traceback" not in out.stderr
+    with Project.open(project, readonly=True) as p:
+        if out.returncode == 0:
+            assert p.read_label(p.images()[0].id).shape == (32, 48)
+    _integrity_ok(project)
+
+
+def test_coco_polygon_clipping_keeps_the_region_inside_the_image():
+    from pycocotools import mask as mask_utils
+
+    from engine.formats.coco import _clip_polygon
+
+    poly = [-5e6, 10.0, 20.0, -3e6, 40.0, 20.0, 20.0, 5e6]  # a diamond poking far out
+    clipped = _clip_polygon(poly, 48, 32)
+    assert max(abs(v) for v in clipped) <= 2 * 48 + 1
+    a = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([poly], 32, 48)))
+    b = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects([clipped], 32, 48)))
+    assert np.count_nonzero(a != b) <= 48 + 32  # at most a pixel along the cut edges
+    inside = [1.0, 1.0, 30.0, 2.0, 20.0, 25.0]
+    assert _clip_polygon(inside, 48, 32) is inside  # ordinary polygons are left as they are
+
+
+def _mask_b64(w: int, h: int) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((h, w), 255, np.uint8)).save(buffer, format="PNG", optimize=True)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_labelme_mask_shapes_larger_than_the_image_are_refused_before_decoding(tmp_path, declared):
+    project = tmp_path / "proj"
+    Project.create(project, ["background", "cell"]).close()
+    data = tmp_path / "lm"
+    data.mkdir()
+    _png(data / "a.png", size=(20, 30))
+    big = _mask_b64(20000, 20000)  # ~ 400 M pixels once decoded; ~ 50 KB as PNG
+    doc = {"shapes": [{"label": "cell", "shape_type": "mask", "points": [[0, 0], [1, 1]],
+                       "mask": big} for _ in range(8)],
+           "imagePath": "a.png"}
+    if declared:
+        doc.update(imageHeight=20, imageWidth=30)
+    (data / "a.json").write_text(json.dumps(doc))
+    start = time.monotonic()
+    out = _cli("import", project, data / "a.json", timeout=120)
+    assert time.monotonic() - start < 30
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+    assert "a.json" in out.stderr and "larger than the image" in out.stderr
+    with Project.open(project, readonly=True) as p:
+        assert p.images() == []
+
+
+def test_labelme_mask_shape_that_fits_still_imports(tmp_path):
+    project = tmp_path / "proj"
+    Project.create(project, ["background", "cell"]).close()
+    data = tmp_path / "lm"
+    data.mkdir()
+    _png(data / "a.png", size=(20, 30))
+    doc = {"shapes": [{"label": "cell", "shape_type": "mask", "points": [[2, 3], [11, 8]],
+                       "mask": _mask_b64(10, 6)}],
+           "imagePath": "a.png", "imageHeight": 20, "imageWidth": 30}
+    (data / "a.json").write_text(json.dumps(doc))
+    assert main(["import", str(project), str(data / "a.json")]) == 0
+    with Project.open(project, readonly=True) as p:
+        label = p.read_label(p.images()[0].id)
+    assert np.count_nonzero(label == 1) == 60 and (label[3:9, 2:12] == 1).all()
