@@ -466,7 +466,7 @@ def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int
     lines = [
         f"# {name}",
         "",
-        f"A {arch} for semantic segmentation, trained in [Maskloop](README.md) "
+        f"A {arch} for semantic segmentation, trained in Maskloop "
         f"(version {ckpt.program_version or __version__}), run `{source.run}` of project "
         f"`{source.project_name}`, exported on "
         f"{_dt.datetime.now(_dt.timezone.utc).date().isoformat()}.",
@@ -526,8 +526,9 @@ def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int
         "",
         "## Validation",
         "",
-        ("Metrics on the labeled pixels of the validation image(s) held out from training"
-         + (f" ({', '.join(map(str, val_names[:10]))})" if val_names else "") + ":"),
+        ("Metrics on the labeled pixels that Maskloop held out from training for validation "
+         "(whole images, or regions of sparsely labeled ones"
+         + (f": {', '.join(map(str, val_names[:10]))}" if val_names else "") + "):"),
         "",
     ]
     lines += _metrics_table(metrics)
@@ -548,7 +549,8 @@ def _readme(name: str, ckpt, source: PackageSource, norm: dict, sizes: tuple[int
         "- ilastik: Neural Network Classification workflow, load this zip, press Live Predict.",
         "- Fiji / deepImageJ: Plugins > deepImageJ > deepImageJ Install Model, choose this zip; "
         "then deepImageJ Run on an open image.",
-        "- napari: the bioimageio plugin (or `bioimageio.core` in Python) predicts with it.",
+        "- napari / Python: `bioimageio.core.predict(model=\"this.zip\", inputs={\"image\": x})` "
+        "with x the raw image, 1 x C x H x W float32; argmax over the output's channels.",
         "- Maskloop: `maskloop predict --model this.zip IMAGE... --out DIR`, or in the window "
         "start training from it to continue with a project of your own.",
         "",
