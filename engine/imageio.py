@@ -27,11 +27,18 @@ contrast rule. The conversion for the network is :mod:`engine.normalization`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import os
+import stat
 import struct
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -92,7 +99,29 @@ def _describe_start(head: bytes) -> str:
     return f"it starts with bytes {text.hex(' ')}"
 
 
+def check_regular_file(path: Path) -> None:
+    """UserError unless ``path`` is a plain file: opening a FIFO waits forever for a writer,
+    and a device or socket is no image either."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError as exc:
+        raise UserError("file not found", path) from exc
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError("is a loop of links, not an image", path) from exc
+        raise UserError(f"cannot read: {exc.strerror or exc}", path) from exc
+    except ValueError as exc:  # a NUL in the name
+        raise UserError("not a usable file name", path) from exc
+    if stat.S_ISDIR(mode):
+        raise UserError("is a folder, not an image", path)
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+        raise UserError(f"is {kind}, not an image file", path)
+
+
 def _read_head(path: Path, n: int = 64) -> bytes:
+    check_regular_file(path)
     try:
         with open(path, "rb") as f:
             return f.read(n)
@@ -509,3 +538,66 @@ def to_display(image: np.ndarray, low: float | None = None, high: float | None =
     if out.ndim == 2:
         return cv2.cvtColor(out, cv2.COLOR_GRAY2RGB)
     return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# full check on import
+
+# What libjpeg says (through OpenCV, on the process's stderr) when it decodes damaged data: it
+# fills the damage with grey and carries on, and neither OpenCV nor PIL reports it.
+_JPEG_DAMAGE = ("Corrupt JPEG data", "Premature end of JPEG", "JPEG datastream contains no image",
+                "Bogus", "Invalid JPEG", "Unsupported marker")
+_CODEC_NOISE = ("Corrupt JPEG data", "Premature end of JPEG", "libpng ", "JPEG", "TIFF")
+_CAPTURE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _native_stderr(found: list[str]) -> Iterator[None]:
+    """Collect what C libraries write to file descriptor 2 inside the block into ``found``
+    (libpng and libjpeg messages); lines of anything else are passed on to the real stderr.
+    Where descriptor 2 cannot be redirected, nothing is collected."""
+    with _CAPTURE_LOCK:
+        try:
+            saved = os.dup(2)
+        except OSError:
+            yield
+            return
+        try:
+            with tempfile.TemporaryFile() as tmp:
+                with contextlib.suppress(Exception):
+                    sys.stderr.flush()
+                os.dup2(tmp.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+                    tmp.seek(0)
+                    text = tmp.read().decode("utf-8", "replace")
+                    for line in text.splitlines(keepends=True):
+                        if any(mark in line for mark in _CODEC_NOISE):
+                            found.append(line.strip())
+                        else:
+                            with contextlib.suppress(OSError):
+                                os.write(2, line.encode("utf-8", "replace"))
+        finally:
+            os.close(saved)
+
+
+def verify_image(path: str | os.PathLike) -> ImageInfo:
+    """:func:`read_image_info`, then every pixel decoded: a PNG with a damaged middle, a cut
+    TIFF strip or corrupt JPEG data is refused here (import), not once it is labeled and
+    training reads it. Raises :class:`UserError` naming the file."""
+    path = Path(path)
+    info = read_image_info(path)
+    messages: list[str] = []
+    with _native_stderr(messages):
+        array = read_image(path)
+    if info.format == "JPEG":
+        damage = [m for m in messages if any(mark in m for mark in _JPEG_DAMAGE)]
+        if damage:
+            raise UserError(f"damaged JPEG file ({damage[0].rstrip('.')})", path)
+    if array.size == 0 or sorted(array.shape[:2]) != sorted((info.height, info.width)):
+        raise UserError(f"damaged {info.format} file: decodes to {array.shape[1]} x "
+                        f"{array.shape[0]} pixels, its header says {info.width} x {info.height}",
+                        path)
+    return info

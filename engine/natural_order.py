@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -38,5 +39,14 @@ def walk_files(folder: Path, keep: Callable[[str], bool], skip: Sequence[Path] =
             continue
         dirs[:] = sorted((d for d in dirs if not d.startswith(".")), key=natural_key)
         found.extend(Path(root) / n for n in sorted(names, key=natural_key)
-                     if not n.startswith(".") and keep(n))
+                     if not n.startswith(".") and keep(n) and is_regular_file(Path(root) / n))
     return found
+
+
+def is_regular_file(path: Path) -> bool:
+    """A plain file, links followed: not a FIFO (opening one waits forever for a writer), a
+    socket, a device, a broken link or a loop of links, all of which a folder may hold."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False

@@ -44,6 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: file names may hold newlines, control characters or
+    bytes that are not UTF-8 (surrogates), any of which would break the one-line promise or
+    make printing itself fail."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("\ufffd" if ord(c) < 32 or ord(c) == 127 else c for c in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -53,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"maskloop {args.command}: {exc}", file=sys.stderr)
+        print(f"maskloop {args.command}: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"maskloop {args.command}: interrupted", file=sys.stderr)
@@ -63,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         else:
             print(
-                f"maskloop {args.command}: internal error: {type(exc).__name__}: {exc} "
+                f"maskloop {args.command}: internal error: {type(exc).__name__}: {one_line(str(exc))} "
                 "(run with --debug for details)",
                 file=sys.stderr,
             )

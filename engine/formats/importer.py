@@ -306,7 +306,13 @@ def _plan_labelme(paths, table: ClassTable, uncovered, report, progress, temp: P
             source = folder / doc.image_name
             source.write_bytes(doc.image_data or b"")
         try:
-            height, width = _image_size(source)
+            if doc.image_path is None:
+                # Decoded in full here, not only later by the project: a damaged embedded image
+                # is named by its JSON file, not by a temporary copy.
+                info = imageio.verify_image(source)
+                height, width = info.height, info.width
+            else:
+                height, width = _image_size(source)
         except UserError as exc:
             if doc.image_path is None:  # the embedded image is bad: name the JSON holding it
                 raise UserError(f"embedded imageData: {exc.reason}", json_path) from exc

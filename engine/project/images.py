@@ -13,7 +13,7 @@ import numpy as np
 from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError
-from engine.natural_order import natural_key
+from engine.natural_order import is_regular_file, natural_key
 from engine.palette import palette_for
 from engine.project.base import (
     BAD_NAME_CHARS,
@@ -34,6 +34,13 @@ _IMAGE_COLUMNS = (
     "id, name, file, width, height, channels, dtype, labeled_pixels, done, prediction_run, "
     "uncertainty, error"
 )
+
+
+def display_name(name: str) -> str:
+    """A file name as text that can be stored and printed: bytes that are not UTF-8 (kept by
+    Python as surrogates) and control characters (a newline) become U+FFFD."""
+    text = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return "".join("\ufffd" if ord(c) < 32 or ord(c) == 127 else c for c in text)
 
 
 def _image_record(row: Sequence) -> ImageRecord:
@@ -154,7 +161,9 @@ class ImagesMixin(ProjectBase):
                 if Path(p).resolve() in seen:
                     raise UserError("the same image is given twice", p)
                 seen.add(Path(p).resolve())
-        infos = [imageio.read_image_info(f) for f in files]
+        # Every pixel decoded, not only the header: a damaged image let in here fails only
+        # once it is labeled, and then stops every training of the project.
+        infos = [imageio.verify_image(f) for f in files]
         checked: list[tuple[np.ndarray, int] | None] = [None] * len(files)
         for n, mask in enumerate(labels or []):
             if mask is not None:
@@ -208,7 +217,8 @@ class ImagesMixin(ProjectBase):
                         "INSERT INTO images (id, name, file, width, height, channels, dtype, "
                         "labeled_pixels, added) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [
-                            (image_id, src.name, rel, info.width, info.height, info.channels, info.dtype,
+                            (image_id, display_name(src.name), rel, info.width, info.height,
+                             info.channels, info.dtype,
                              0 if item is None else item[0].size - item[1], added)
                             for image_id, src, rel, info, item in zip(ids, files, targets, infos, checked)
                         ],
@@ -244,14 +254,19 @@ class ImagesMixin(ProjectBase):
                     if Path(root).resolve() == inside or inside in Path(root).resolve().parents:
                         dirs[:] = []
                         continue
+                    # Only plain files: a FIFO named x.png would block the import forever; a
+                    # socket, a device or a broken link is no image either (skipped, like
+                    # hidden files).
                     found.extend(
                         Path(root) / n
                         for n in sorted(names, key=natural_key)
                         if not n.startswith(".") and imageio.is_image_file(n)
+                        and is_regular_file(Path(root) / n)
                     )
                 if not found:
                     raise UserError("no images (PNG, JPEG, BMP, TIFF) in this folder", path)
             elif path.exists():
+                imageio.check_regular_file(path)  # named explicitly: say what it is
                 found = [path]
             else:
                 raise UserError("file not found", path)
@@ -263,8 +278,15 @@ class ImagesMixin(ProjectBase):
         return files
 
     def _unique_name(self, name: str, taken: set[str]) -> str:
-        clean = BAD_NAME_CHARS.sub("_", name).strip(" .") or "image"
+        clean = BAD_NAME_CHARS.sub("_", display_name(name)).strip(" .") or "image"
         stem, suffix = os.path.splitext(clean)
+        if len(suffix) > 16:
+            stem, suffix = clean, ""
+        # File systems allow 255 bytes per name; leave room for "-N" and the suffix.
+        while len((stem + suffix).encode("utf-8")) > 200:
+            stem = stem[:-1]
+        stem = stem.rstrip(" .") or "image"
+        clean = stem + suffix
         candidate, n = clean, 1
         while candidate.casefold() in taken or (self.path / IMAGES / candidate).exists():
             n += 1

@@ -226,3 +226,129 @@ def test_labelme_mask_shape_that_fits_still_imports(tmp_path):
     with Project.open(project, readonly=True) as p:
         label = p.read_label(p.images()[0].id)
     assert np.count_nonzero(label == 1) == 60 and (label[3:9, 2:12] == 1).all()
+
+
+# ------------------------------------------------------------------- import folder contents
+
+
+def _empty_project(tmp_path: Path) -> Path:
+    project = tmp_path / "proj"
+    Project.create(project, ["background", "cell"]).close()
+    return project
+
+
+@pytest.mark.skipif(os.name != "posix", reason="FIFOs, sockets and links of POSIX")
+def test_import_folder_with_special_files_and_links_neither_hangs_nor_dies(tmp_path):
+    import socket
+
+    project = _empty_project(tmp_path)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    _png(folder / "good.png")
+    os.mkfifo(folder / "fifo.png")  # opening it waits for a writer: today the import hangs
+    os.symlink("loop.png", folder / "loop.png")  # today: exit 1, "Symlink loop"
+    os.symlink("/nonexistent/x.png", folder / "broken.png")
+    os.symlink("/dev/zero", folder / "zero.png")
+    os.symlink("..", folder / "up")  # a link to a folder above: not walked
+    (folder / "dir.png").mkdir()
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(folder / "sock.png"))
+        out = _cli("import", project, folder, timeout=60)
+    finally:
+        sock.close()
+    assert out.returncode == 0, out
+    assert "imported 1 image" in out.stdout
+    out = _cli("import", project, folder / "fifo.png", timeout=60)
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+    assert "fifo.png" in out.stderr and "FIFO" in out.stderr
+    _integrity_ok(project)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file names of arbitrary bytes: Linux")
+def test_import_odd_file_names(tmp_path):
+    project = _empty_project(tmp_path)
+    folder = tmp_path / "names"
+    folder.mkdir()
+    raw = os.fsencode(folder)
+    for name in (b"\xff\xfe.png", b"a\nb.png", b" .png", b"x" * 250 + b".png", b"-2.png",
+                 b"\xe2\x80\xaeevil.png"):
+        Image.fromarray(np.full((8, 8), 9, np.uint8)).save(raw + b"/" + name, format="PNG")
+    out = _cli("import", project, folder)
+    assert out.returncode == 0, out  # today: exit 1 (UnicodeEncodeError) on the first one
+    assert "imported 6 images" in out.stdout
+    with Project.open(project, readonly=True) as p:
+        records = p.images()
+        for r in records:
+            assert "\n" not in r.name and r.name.encode("utf-8")
+            assert len(os.path.basename(r.file).encode("utf-8")) <= 255
+            p.read_image(r.id)
+    # An error naming such a file is still one printable line.
+    bad = raw + b"/\xff\n.png"
+    with open(bad, "wb") as f:
+        f.write(b"not an image")
+    out = _cli("import", project, os.fsdecode(bad))
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+
+
+def _damaged_files(folder: Path) -> dict[str, Path]:
+    import tifffile
+
+    rng = np.random.default_rng(3)
+    image = (rng.random((120, 160, 3)) * 255).astype(np.uint8)
+    image[:, :80] = 90
+    files = {}
+    png = folder / "png_middle.png"
+    Image.fromarray(image).save(png)
+    data = bytearray(png.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+    png.write_bytes(bytes(data))  # the end (IEND) intact: the header check passes it today
+    files["png"] = png
+    tif = folder / "cut.tif"
+    tifffile.imwrite(tif, image)
+    tif.write_bytes(tif.read_bytes()[: tif.stat().st_size // 2])
+    files["tiff"] = tif
+    jpg = folder / "corrupt.jpg"
+    Image.fromarray(image).save(jpg, quality=90)
+    data = bytearray(jpg.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 400] = b"\x00" * 400  # still ends with the end-of-image marker
+    jpg.write_bytes(bytes(data))
+    files["jpeg"] = jpg
+    return files
+
+
+@pytest.mark.parametrize("kind", ["png", "tiff", "jpeg"])
+def test_damaged_images_are_refused_on_import(tmp_path, kind):
+    project = _empty_project(tmp_path)
+    source = tmp_path / "src"
+    source.mkdir()
+    bad = _damaged_files(source)[kind]
+    good = _png(tmp_path / "good.png")
+    out = _cli("import", project, good, bad)
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+    assert bad.name in out.stderr and "damaged" in out.stderr
+    with Project.open(project, readonly=True) as p:
+        assert p.images() == []  # all or nothing
+    assert list((project / "images").iterdir()) == []
+
+
+def test_labelme_with_damaged_embedded_image_is_refused_naming_the_json(tmp_path):
+    project = _empty_project(tmp_path)
+    source = tmp_path / "src"
+    source.mkdir()
+    broken = _damaged_files(source)["png"].read_bytes()
+    doc = {"shapes": [{"label": "cell", "shape_type": "rectangle", "points": [[1, 1], [5, 5]]}],
+           "imagePath": "missing.png", "imageData": base64.b64encode(broken).decode("ascii")}
+    (source / "doc.json").write_text(json.dumps(doc))
+    out = _cli("import", project, source / "doc.json")
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+    assert "doc.json" in out.stderr and "embedded imageData" in out.stderr
+    assert "maskloop-import-" not in out.stderr
+    with Project.open(project, readonly=True) as p:
+        assert p.images() == []
