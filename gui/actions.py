@@ -179,6 +179,64 @@ class Actions:
         for name in ("fit", "actual", "labels", None, "previous", "next", "done"):
             bar.addSeparator() if name is None else bar.addAction(self[name])
 
+    def shortcut_groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """Every key of the window grouped by task, in each group the menu's order: painting
+        (tools, classes, brush, undo), seeing (zoom, layers), moving between images, the model
+        (train, predict, accept), the project and its files. Mouse gestures where they belong."""
+        w = self.window
+        seen: set[int] = set()
+
+        def rows_of(*menus: str) -> list[tuple[str, str]]:
+            rows = []
+            for name in menus:
+                rows.extend(self._menu_rows(w.menu(name), seen))
+            return rows
+
+        painting = rows_of("&Tools")
+        painting.insert(0, ("Class 1 to 9 of the list", "1 … 9"))
+        painting += rows_of("&Edit")
+        painting += [("Finish a polygon, confirm a GrabCut box", "Enter, double-click"),
+                     ("Cancel a polygon or box", "Esc")]
+        for k in range(9):
+            seen.add(id(self[f"class_{k + 1}"]))
+        seeing = rows_of("&View") + [("Zoom at the pointer", "Wheel"),
+                                      ("Pan", "Space+drag, middle button")]
+        images = rows_of("&Image")
+        model = rows_of("&Model") + [("Accept the predicted region under the pointer",
+                                      "Ctrl+click")]
+        files = rows_of("&File")
+        help_rows = rows_of("&Help")
+        groups = [("Painting", painting), ("Seeing", seeing), ("Moving between images", images),
+                  ("Model: train, predict, correct", model), ("Project and files", files)]
+        rest = [(text, keys) for text, keys, action in self._all_rows() if id(action) not in seen]
+        if help_rows or rest:
+            groups.append(("Other", help_rows + rest))
+        return [(title, rows) for title, rows in groups if rows]
+
+    @staticmethod
+    def _keys(action: QAction) -> str:
+        return ", ".join(k.toString(QKeySequence.SequenceFormat.NativeText) for k in action.shortcuts())
+
+    def _menu_rows(self, menu, seen: set[int]) -> list[tuple[str, str]]:
+        rows = []
+        for action in menu.actions():
+            if action.menu() is not None:
+                rows.extend(self._menu_rows(action.menu(), seen))
+                continue
+            keys = self._keys(action)
+            if keys and id(action) not in seen:
+                seen.add(id(action))
+                rows.append((action.text().replace("&", "").rstrip("…"), keys))
+        return rows
+
+    def _all_rows(self) -> list[tuple[str, str, QAction]]:
+        rows = []
+        for action in self.window.actions() + self.window.canvas.actions():
+            keys = self._keys(action)
+            if keys:
+                rows.append((action.text().replace("&", "").rstrip("…"), keys, action))
+        return rows
+
     def shortcut_table(self) -> list[tuple[str, str]]:
         rows = []
         for action in self.window.actions():

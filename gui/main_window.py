@@ -228,11 +228,14 @@ class MainWindow(QMainWindow):
         return True
 
     def _update_title(self) -> None:
+        # The project first and the program last, as Qt itself would add it: Qt appends the
+        # application's display name to a title that does not end with it, so "Maskloop -
+        # name" came out as "Maskloop - name - Maskloop".
         if self.project is None:
             self.setWindowTitle(APP_NAME)
         else:
             suffix = " (read-only)" if self.project.readonly else ""
-            self.setWindowTitle(f"{APP_NAME} \u2014 {self.project.name}{suffix}")
+            self.setWindowTitle(f"{self.project.name}{suffix} \u2014 {APP_NAME}")
 
     def _apply_classes(self) -> None:
         classes = [] if self.project is None else self.project.classes
@@ -448,13 +451,20 @@ class MainWindow(QMainWindow):
         self.project_actions.open_path(path)
 
     # ------------------------------------------------------------ help
+    def shortcut_groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        """The keys by task, in the order a user meets them (Help > Keyboard shortcuts)."""
+        return self.actions_.shortcut_groups()
+
+    def shortcuts_html(self) -> str:
+        parts = []
+        for title, rows in self.shortcut_groups():
+            parts.append(f"<tr><td colspan=2><br><b><u>{title}</u></b></td></tr>")
+            parts.extend(f"<tr><td>{what}&nbsp;&nbsp;</td><td><b>{keys}</b></td></tr>"
+                         for what, keys in rows)
+        return f"<table>{''.join(parts)}</table>"
+
     def show_shortcuts(self) -> None:
-        rows = "".join(f"<tr><td>{t}</td><td><b>{k}</b></td></tr>"
-                       for t, k in sorted(self.actions_.shortcut_table()))
-        extra = ("<tr><td>Pan</td><td><b>Space+drag, middle button</b></td></tr>"
-                 "<tr><td>Zoom</td><td><b>Wheel</b></td></tr>"
-                 "<tr><td>Accept the predicted region</td><td><b>Ctrl+click</b></td></tr>")
-        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{rows}{extra}</table>")
+        QMessageBox.information(self, "Keyboard shortcuts", self.shortcuts_html())
 
     def show_about(self) -> None:
         QMessageBox.about(self, "About Maskloop",

@@ -54,7 +54,7 @@ class StatusFields:
         # average characters, and was cut to "Unsave").
         for widget, longest in ((self.position, "x 88888, y 88888"),
                                 (self.value, "value (255, 255, 255)"),
-                                (self.label, "label: unlabeled"), (self.zoom, "12800%"),
+                                (self.label, "label: unlabeled (value 255)"), (self.zoom, "12800%"),
                                 (self.saved, "Unsaved")):
             # Fixed sizes: a text change then repaints the label alone instead of laying out
             # the status bar again on every mouse move.
@@ -62,7 +62,7 @@ class StatusFields:
             bar.addPermanentWidget(widget)
         self.position.setToolTip("Pixel under the pointer (x, y)")
         self.value.setToolTip("Its value in the image")
-        self.label.setToolTip("Its label")
+        self.label.setToolTip("Its label: the class and the value stored for it (255 = unlabeled)")
         self.zoom.setToolTip("Zoom (1:1 is 100%)")
 
     def show_pointer(self, x: int, y: int, raw: np.ndarray | None, labels: np.ndarray | None,
@@ -77,9 +77,10 @@ class StatusFields:
             self.label.setText("")
             return
         k = int(labels[y, x])
+        # The stored value beside the name: what an exported index mask holds there.
         name = "unlabeled" if k == UNLABELED else (
-            class_names[k] if k < len(class_names) else f"value {k}")
-        _set_text(self.label, f"label: {name}")
+            class_names[k] if k < len(class_names) else "no class")
+        _set_text(self.label, f"label: {name} (value {k})")
 
     def show_zoom(self, scale: float) -> None:
         self.zoom.setText(zoom_percent(scale))

@@ -38,7 +38,17 @@ class TrainingChart(QWidget):
         super().__init__(parent)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumHeight(120)
+        self._placeholder = "No training yet"
         self.clear()
+
+    def set_placeholder(self, text: str) -> None:
+        """What an empty chart says (a reopened trained project: the last model, not "No
+        training yet")."""
+        self._placeholder = text
+        self.update()
+
+    def placeholder(self) -> str:
+        return self._placeholder
 
     def clear(self) -> None:
         self._loss: list[tuple[float, float]] = []   # (step, loss)
@@ -163,7 +173,9 @@ class TrainingChart(QWidget):
 
         if not (self._loss or self._iou or self._epoch_loss):
             painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            painter.drawText(plot, Qt.AlignmentFlag.AlignCenter, "No training yet")
+            painter.drawText(plot.adjusted(8, 4, -8, -4),
+                             int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                             self._placeholder)
         painter.end()
 
     @staticmethod

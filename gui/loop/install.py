@@ -181,7 +181,16 @@ def install_loop(window) -> Loop:
 
     def project_changed(project) -> None:
         loop.shutdown()  # jobs hold the old project; they must not outlive it
+        # Nothing of the project before stays: its chart, log and comparison.
+        training_panel.chart.clear()
+        training_panel.log.clear()
+        model_panel.clear_comparison()
         training.project_changed(project)
+        last = project.last_run() if project is not None else None
+        training_panel.chart.set_placeholder(
+            "No training yet" if last is None else
+            f"Last model: run {last.name}. Its curves are not kept; train again to follow a "
+            "new run here.")
         models.refresh()
         predictions.image_changed()
         for key in ("train", "predict_all", "label_next", "compare"):

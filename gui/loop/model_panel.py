@@ -12,7 +12,8 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+                               QSplitter, QStyle, QTableWidget, QTableWidgetItem, QVBoxLayout,
+                               QWidget)
 
 from gui.loop.training_panel import MODEL_LABELS
 
@@ -82,8 +83,10 @@ class ModelPanel(QWidget):
         self.runs_table.setWordWrap(False)
         self.runs_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep the model suffix
         header = self.runs_table.horizontalHeader()
+        # Every column as wide as its contents, run names whole (they were cut to
+        # "2026120...19-unet"); the table asks for that width (see set_runs).
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
         self.runs_table.setToolTip("Double-click a run to predict with it; select several and "
                                    "press Compare to see their per-class IoU side by side")
         self.runs_table.itemDoubleClicked.connect(self._double_clicked)
@@ -158,6 +161,12 @@ class ModelPanel(QWidget):
                 table.setItem(row, col, item)
             if run.name in selected and usable:
                 table.selectRow(row)
+        table.resizeColumnsToContents()
+        header = table.horizontalHeader()
+        needed = sum(max(table.sizeHintForColumn(c), header.sectionSizeHint(c))
+                     for c in range(table.columnCount()))
+        bar = table.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        table.setMinimumWidth(needed + bar + 2 * table.frameWidth() + 8)
         self._selection_changed()
 
     def selected_runs(self) -> list[str]:
@@ -198,6 +207,13 @@ class ModelPanel(QWidget):
             self.compare_label.setText(text)
 
     # -- comparison ------------------------------------------------------------------------------
+
+    def clear_comparison(self) -> None:
+        """Empty the Compare table (another project is open)."""
+        self.compare_table.clear()
+        self.compare_table.setRowCount(0)
+        self.compare_table.setColumnCount(0)
+        self.compare_label.setText("Select runs and press Compare.")
 
     def show_comparison(self, results: dict[str, dict], class_names: list[str], note: str) -> None:
         """``results``: run name -> evaluation metrics; one column per run, one row per class."""

@@ -290,6 +290,7 @@ class TrainingPanel(QWidget):
         if running:
             self._started_at = time.monotonic()
             self.chart.clear()
+            self.log.clear()  # each run's log starts afresh
             self.progress.setValue(0)
             self.progress.setFormat("starting…")
             self.status_label.setText("Preparing the images and the model…")
@@ -308,6 +309,8 @@ class TrainingPanel(QWidget):
 
     def show_epoch_line(self, text: str) -> None:
         self.log.appendPlainText(text)
+        bar = self.log.verticalScrollBar()  # follow the newest line
+        bar.setValue(bar.maximum())
 
     def show_done(self, text: str) -> None:
         self.progress.setValue(self.progress.maximum())

@@ -37,6 +37,13 @@ def swatch(color: tuple[int, int, int], size: int = 16) -> QIcon:
     return QIcon(pixmap)
 
 
+def class_item_text(c) -> str:
+    """``"key 1 · background · value 0"``: the key that picks the class, its name, and the
+    value stored for it."""
+    key = f"key {c.index + 1} \u00b7 " if c.index < 9 else ""
+    return f"{key}{c.name} \u00b7 value {c.index}"
+
+
 class ClassPanel(QWidget):
     classesChanged = Signal(bool)  # True when label values were renumbered on disk
     beforeRenumber = Signal()  # save everything now: label files are about to be rewritten
@@ -90,9 +97,12 @@ class ClassPanel(QWidget):
         self.list.blockSignals(True)
         self.list.clear()
         for c in classes:
-            key = f"{c.index + 1}  " if c.index < 9 else "    "
-            item = QListWidgetItem(swatch(c.color), f"{key}{c.name}")
-            item.setToolTip(f"Class {c.index}: {c.name}" + (f" (key {c.index + 1})" if c.index < 9 else ""))
+            # The key that picks it, its name, and the value stored for it in label files and
+            # index-PNG exports (key 1 is value 0: the two numberings side by side).
+            item = QListWidgetItem(swatch(c.color), class_item_text(c))
+            item.setToolTip(f"{c.name}: stored as value {c.index} in masks"
+                            f" (COCO category id {c.index + 1})"
+                            + (f"; key {c.index + 1} picks it" if c.index < 9 else ""))
             self.list.addItem(item)
         self.list.blockSignals(False)
         self.context.num_classes = len(classes)

@@ -41,10 +41,13 @@ STATUS_COLORS = {
     "predicted": QColor(70, 130, 230),
     "error": QColor(220, 50, 50),
 }
+LONGEST_STATUS = "fully labeled, not marked done"
+
+
 def _status_line(status: str, share: float) -> str:
     """The line under an image's name: its status and, where it says something, the share."""
     if status == "partly" and share >= 0.9995:
-        return "fully labeled, not marked done"
+        return LONGEST_STATUS
     if status in ("partly", "done"):
         return f"{status}  {share * 100:.0f}% labeled"
     return status
@@ -203,11 +206,22 @@ class ImageFilterProxy(QSortFilterProxyModel):
         return a < b
 
 
+def text_left() -> int:
+    """Where an item's text starts: after the thumbnail and its margins."""
+    return 4 + THUMB_SIZE + 10
+
+
 class ImageDelegate(QStyledItemDelegate):
     """Thumbnail, name, status badge and a bar for the labeled share."""
 
     def sizeHint(self, option, index) -> QSize:  # noqa: N802
         return QSize(200, ROW_HEIGHT)
+
+    @staticmethod
+    def minimum_width(metrics) -> int:
+        """Wide enough for the longest status line whole (it was cut to "fully labeled, not
+        mar...")."""
+        return text_left() + metrics.horizontalAdvance(LONGEST_STATUS) + 10
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
         painter.save()
@@ -234,7 +248,7 @@ class ImageDelegate(QStyledItemDelegate):
         painter.setPen(QColor(255, 255, 255))
         painter.setBrush(color)
         painter.drawEllipse(QRect(thumb_rect.right() - 15, thumb_rect.bottom() - 15, 14, 14))
-        x = thumb_rect.right() + 10
+        x = r.left() + text_left()
         width = max(10, r.right() - x - 6)
         painter.setPen(text_color)
         name = option.fontMetrics.elidedText(index.data(Qt.ItemDataRole.DisplayRole),
@@ -287,6 +301,9 @@ class ImagePanel(QWidget):
         self.view.setUniformItemSizes(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.view.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        bar = self.view.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        self.view.setMinimumWidth(ImageDelegate.minimum_width(self.view.fontMetrics())
+                                  + bar + 2 * self.view.frameWidth() + 2)
         self.summary = QLabel()
         self.summary.setObjectName("imageSummary")
 

@@ -52,7 +52,7 @@ def test_start_without_a_project_writes_and_opens_the_sample(bare_window, isolat
     assert sample.is_relative_to(isolated_settings)
     assert bare_window.project is not None and bare_window.project.path == sample
     assert bare_window.current_image_id() == bare_window.project.images()[0].id
-    assert bare_window.windowTitle() == f"Maskloop \u2014 {sample.name}"
+    assert bare_window.windowTitle() == f"{sample.name} \u2014 Maskloop"
 
 
 def test_start_reopens_the_last_project(qtbot, bare_window, membrane_project, dialogs):

@@ -75,3 +75,134 @@ def test_labels_solid_predictions_hatched_and_hidden_under_labels(qtbot, window)
     # Erasing the label brings the prediction back there.
     window.document.undo()
     assert window.canvas.prediction_item.shown_buffer()[120, 390] == 1
+
+
+def fake_run(project, model: str = "unet"):
+    """A finished run with a checkpoint file (what the panels list; nothing loads it)."""
+    run = project.new_run(model, {})
+    checkpoint = project.run_dir(run.name) / "checkpoint.pt"
+    checkpoint.write_bytes(b"stands in for a model")
+    project.finish_run(run.name, "finished", {"mean_iou": 0.5}, checkpoint)
+    return project.run(run.name)
+
+
+def test_the_class_list_shows_key_name_and_stored_value(window):
+    texts = [window.class_panel.list.item(i).text() for i in range(window.class_panel.list.count())]
+    assert texts == ["key 1 \u00b7 background \u00b7 value 0", "key 2 \u00b7 membrane \u00b7 value 1",
+                     "key 3 \u00b7 vesicle \u00b7 value 2"]
+    assert "COCO category id 2" in window.class_panel.list.item(1).toolTip()
+
+
+def test_the_window_title_names_project_and_program_once(window):
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    old = app.applicationDisplayName()
+    app.setApplicationDisplayName("Maskloop")  # as gui/app.py sets it
+    try:
+        title = window.windowTitle()
+        # What the window system shows: Qt appends the display name unless the title ends
+        # with it (QPlatformWindow::formatWindowTitle).
+        shown = title if title.endswith("Maskloop") else f"{title} \u2014 Maskloop"
+        assert shown.count("Maskloop") == 1 and shown.count("membranes") == 1
+    finally:
+        app.setApplicationDisplayName(old)
+
+
+def test_the_longest_image_status_is_not_cut(qtbot, window):
+    from gui.panels.image_panel import LONGEST_STATUS, StatusRole, text_left
+
+    record = window.project.images()[1]
+    window.project.write_label(record.id, np.zeros((record.height, record.width), np.uint8))
+    window.image_panel.refresh([record.id])
+    view = window.image_panel.view
+    row = window.image_panel.model.row_of(record.id)
+    index = window.image_panel.proxy.mapFromSource(window.image_panel.model.index(row))
+    assert index.data(StatusRole) == "partly"
+    from gui.panels.image_panel import _status_line
+
+    assert _status_line("partly", 1.0) == LONGEST_STATUS
+    qtbot.wait(30)
+    available = view.visualRect(index).width() - text_left() - 6
+    assert view.fontMetrics().horizontalAdvance(LONGEST_STATUS) <= available
+
+
+def test_help_lists_the_keys_by_task(window):
+    groups = window.shortcut_groups()
+    titles = [t for t, _ in groups]
+    assert titles[:5] == ["Painting", "Seeing", "Moving between images",
+                          "Model: train, predict, correct", "Project and files"]
+    rows = dict(groups)
+    painting = [what for what, _ in rows["Painting"]]
+    assert painting[:3] == ["Class 1 to 9 of the list", "Brush", "Eraser"] and "Undo" in painting
+    assert ("Accept prediction", "Return, Enter") in rows["Model: train, predict, correct"]
+    assert "Next image" in [w for w, _ in rows["Moving between images"]]
+    everything = [what for _, group in groups for what, _ in group]
+    assert everything != sorted(everything)  # by task, not alphabetical
+    assert len(everything) == len(set(everything))  # each once
+    html = window.shortcuts_html()
+    assert html.index("Painting") < html.index("Brush") < html.index("Seeing")
+
+
+def test_switching_projects_clears_chart_log_and_comparison(qtbot, window, membrane_project, tmp_path):
+    import shutil
+
+    loop = window.loop
+    panel = loop.training_panel
+    panel.chart.add_step(1, 0.7)
+    panel.chart.add_epoch(1, 0.6, 0.4)
+    panel.show_epoch_line("Epoch 1: loss 0.6000")
+    loop.model_panel.show_comparison({"run-a": {"mean_iou": 0.5}}, ["background"], "compared")
+    other = tmp_path / "other"
+    shutil.copytree(membrane_project, other)
+    assert window.project_actions.open_path(other)
+    assert panel.chart.loss_points == [] and panel.chart.iou_points == []
+    assert panel.log.toPlainText() == ""
+    assert loop.model_panel.compare_table.columnCount() == 0
+    assert panel.chart.placeholder() == "No training yet"
+
+
+def test_a_reopened_trained_project_says_its_last_model_in_the_chart_too(
+        qtbot, window, membrane_project):
+    run = fake_run(window.project)
+    window.set_project(None)
+    assert window.project_actions.open_path(membrane_project)
+    panel = window.loop.training_panel
+    assert panel.status_label.text().startswith(f"Last model: run {run.name}")
+    assert "No training yet" not in panel.chart.placeholder()
+    assert run.name in panel.chart.placeholder()
+
+
+def test_the_log_starts_afresh_per_run_and_follows_its_newest_line(qtbot, window):
+    loop = window.loop
+    panel = loop.training_panel
+    loop.docks["training"].raise_()
+    qtbot.wait(30)
+    panel.show_epoch_line("a line of an earlier run")
+    panel.set_running(True)
+    assert panel.log.toPlainText() == ""
+    loop.docks["models"].raise_()  # the user looks at the Models tab while it trains
+    qtbot.wait(30)
+    for epoch in range(200):
+        panel.show_epoch_line(f"Epoch {epoch}: loss 0.5")
+    loop.docks["training"].raise_()
+    qtbot.wait(50)
+    bar = panel.log.verticalScrollBar()
+    assert bar.maximum() > 0 and bar.value() == bar.maximum()
+    panel.set_running(False)
+
+
+def test_run_names_are_not_cut(qtbot, window):
+    runs = [fake_run(window.project, m) for m in ("unet", "fcn8s", "unet")]
+    window.loop.models.refresh()
+    window.loop.docks["models"].raise_()
+    qtbot.wait(50)
+    table = window.loop.model_panel.runs_table
+    metrics = table.fontMetrics()
+    last = table.columnCount() - 1  # it stretches to the table's edge
+    total = sum(table.columnWidth(c) for c in range(last)) + table.sizeHintForColumn(last)
+    assert total <= table.viewport().width() + 1
+    for row in range(table.rowCount()):
+        name = table.item(row, 1).text()
+        assert name in {r.name for r in runs}
+        assert metrics.horizontalAdvance(name) <= table.columnWidth(1) - 6, name

@@ -27,7 +27,7 @@ def key(qtbot, window, k, modifier=Qt.KeyboardModifier.NoModifier) -> None:
 
 
 def test_opens_at_the_first_image_fitted(qtbot, window, membrane_project):
-    assert window.windowTitle() == "Maskloop \u2014 membranes"
+    assert window.windowTitle() == "membranes \u2014 Maskloop"
     first = window.project.images()[0]
     assert window.current_image_id() == first.id
     assert window.document.labels.shape == (512, 512)
@@ -97,13 +97,13 @@ def test_polygon_takes_enter_from_the_loop(qtbot, window):
 def test_status_fields_follow_an_image_switch_under_a_still_pointer(qtbot, window):
     window.context.set_brush_size(21)
     drag(qtbot, window.canvas, [(200, 200), (210, 200)])
-    qtbot.waitUntil(lambda: window.status.label.text() == "label: background", timeout=2000)
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: background (value 0)", timeout=2000)
     key(qtbot, window, Qt.Key.Key_PageDown)  # the next image has no label there
-    assert window.status.label.text() == "label: unlabeled"
+    assert window.status.label.text() == "label: unlabeled (value 255)"
     drag(qtbot, window.canvas, [(205, 200), (206, 200)])  # painted: the field follows
-    qtbot.waitUntil(lambda: window.status.label.text() == "label: background", timeout=2000)
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: background (value 0)", timeout=2000)
     key(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # undone, pointer still
-    qtbot.waitUntil(lambda: window.status.label.text() == "label: unlabeled", timeout=2000)
+    qtbot.waitUntil(lambda: window.status.label.text() == "label: unlabeled (value 255)", timeout=2000)
 
 
 def test_flood_fill_stays_inside_a_cell(qtbot, window, cells_dir):

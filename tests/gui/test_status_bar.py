@@ -28,7 +28,7 @@ def test_fields_are_wide_enough_for_what_they_show(qtbot):
     for label in (fields.position, fields.value, fields.label):
         assert _fits(label), label.text()
     assert fields.value.text() == "value (65535, 65535, 65535)"
-    assert fields.label.text() == "label: mitochondria outer membrane"
+    assert fields.label.text() == "label: mitochondria outer membrane (value 0)"  # name and stored value
 
 
 def test_image_list_status_line_says_each_thing_once():
