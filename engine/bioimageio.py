@@ -205,10 +205,14 @@ def default_author() -> str:
 
 def _spdx_ids() -> set[str] | None:
     """SPDX licence ids from bioimageio.spec's copy of the list, where it is installed."""
-    try:
-        from importlib import resources
+    try:  # found, not imported: importing bioimageio.spec takes seconds
+        from importlib.util import find_spec
 
-        text = resources.files("bioimageio.spec").joinpath("static/spdx_licenses.json").read_text()
+        spec = find_spec("bioimageio.spec")
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        folder = Path(list(spec.submodule_search_locations)[0])
+        text = (folder / "static" / "spdx_licenses.json").read_text(encoding="utf-8")
         return {entry["licenseId"] for entry in json.loads(text)["licenses"]}
     except Exception:  # not installed, or a layout we do not know: the pattern check remains
         return None
