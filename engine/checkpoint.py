@@ -13,6 +13,7 @@ because adding a class between training runs is an ordinary step of the labellin
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import pickle
 from dataclasses import dataclass, field
@@ -102,8 +103,38 @@ def save_checkpoint(path: str | os.PathLike, model, meta: Mapping[str, Any]) -> 
     except OSError as exc:
         raise os_error_to_user_error(exc, path.parent, "cannot create") from None
     with atomic_write(path) as f:
-        torch.save(data, f)
+        writer = _ErrorKeepingWriter(f)
+        try:
+            torch.save(data, writer)
+        except RuntimeError:
+            # torch's zip writer reports a failed write (a full disk) as "unexpected pos ...";
+            # the OSError underneath says what happened, and atomic_write turns it into one line.
+            if writer.error is not None:
+                raise writer.error from None
+            raise
     return path
+
+
+class _ErrorKeepingWriter:
+    """A file for ``torch.save`` that remembers the OSError of a failed write."""
+
+    def __init__(self, f):
+        self._f = f
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        try:
+            return self._f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
 
 
 @dataclass
@@ -225,14 +256,45 @@ def _check_fields(data: dict, path: Path) -> None:
         raise UserError("damaged Maskloop checkpoint: its model description is missing or invalid", path)
     if not isinstance(data.get("state_dict"), dict) or not data["state_dict"]:
         raise UserError("damaged Maskloop checkpoint: it holds no weights", path)
+    if not 1 <= model["num_classes"] <= 255 or not 1 <= model["in_channels"] <= 4096:
+        raise UserError(f"damaged Maskloop checkpoint: {model['num_classes']} classes of "
+                        f"{model['in_channels']}-channel images", path)
+    if not all(isinstance(k, str) and _is_tensor(v) for k, v in data["state_dict"].items()):
+        raise UserError("damaged Maskloop checkpoint: its weights hold something other than tensors",
+                        path)
     classes = data.get("classes")
     if not isinstance(classes, list) or not all(
             isinstance(c, dict) and isinstance(c.get("name"), str) and isinstance(c.get("index"), int)
             for c in classes):
         raise UserError("damaged Maskloop checkpoint: its class list is invalid", path)
+    if len(classes) != model["num_classes"]:
+        raise UserError(f"damaged Maskloop checkpoint: {len(classes)} classes listed for a model "
+                        f"of {model['num_classes']}", path)
+    for c in classes:
+        color = c.get("color")
+        if not isinstance(color, (list, tuple)) or len(color) != 3 or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in color):
+            raise UserError(f"damaged Maskloop checkpoint: class {c['name']!r} has no colour "
+                            "(three values 0-255)", path)
     norm = data.get("normalization")
     if not isinstance(norm, dict):
         raise UserError("damaged Maskloop checkpoint: its normalization is invalid", path)
+    for key in ("mean", "std"):
+        values = norm.get(key)
+        if not isinstance(values, (list, tuple)) or len(values) != model["in_channels"] or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in values):
+            raise UserError(f"damaged Maskloop checkpoint: its normalization {key} is not "
+                            f"{model['in_channels']} finite number(s)", path)
+    if any(v <= 0 for v in norm["std"]):
+        raise UserError("damaged Maskloop checkpoint: its normalization std holds a value <= 0",
+                        path)
+
+
+def _is_tensor(value) -> bool:
+    import torch
+
+    return isinstance(value, torch.Tensor)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 
@@ -132,6 +133,11 @@ def decode_png8(data: bytes, path: str | os.PathLike | None = None) -> np.ndarra
     """
     from PIL import Image
 
+    if not data:
+        raise UserError("damaged mask file: it is empty (0 bytes)", path)
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        # PIL would say "cannot identify image file <_io.BytesIO object at 0x...>".
+        raise UserError("damaged mask file: not a PNG image", path)
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.format != "PNG" or image.mode not in ("P", "L"):
@@ -144,7 +150,8 @@ def decode_png8(data: bytes, path: str | os.PathLike | None = None) -> np.ndarra
     except UserError:
         raise
     except Exception as exc:  # PIL raises a zoo of types for damaged files
-        raise UserError(f"damaged mask file ({exc})", path) from exc
+        reason = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>", "", str(exc)).strip()
+        raise UserError(f"damaged mask file ({reason or type(exc).__name__})", path) from exc
     return array
 
 

@@ -352,3 +352,112 @@ def test_labelme_with_damaged_embedded_image_is_refused_naming_the_json(tmp_path
     assert "maskloop-import-" not in out.stderr
     with Project.open(project, readonly=True) as p:
         assert p.images() == []
+
+
+# ------------------------------------------------------------------ checkpoints and labels
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    from engine.checkpoint import save_checkpoint
+    from engine.models import build_model
+
+    model = build_model("unet", 2, 1, depth=2, base=4)
+    meta = {"model": {"name": "unet", "options": model.maskloop_options, "num_classes": 2,
+                      "in_channels": 1},
+            "classes": [{"index": 0, "name": "background", "color": [0, 0, 0]},
+                        {"index": 1, "name": "cell", "color": [255, 0, 0]}],
+            "normalization": {"mean": [100.0], "std": [20.0]}}
+    return save_checkpoint(path, model, meta)
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda d: [c.pop("color") for c in d["classes"]], "has no colour"),
+    (lambda d: d.__setitem__("normalization", {}), "normalization mean"),
+    (lambda d: d["normalization"].__setitem__("std", [0.0]), "std"),
+    (lambda d: d["normalization"].__setitem__("mean", [float("nan")]), "normalization mean"),
+    (lambda d: d.__setitem__("classes", d["classes"][:1]), "1 classes listed"),
+    (lambda d: d["model"].__setitem__("num_classes", 0), "0 classes"),
+])
+def test_checkpoint_damaged_inside_is_a_usage_error(tmp_path, capsys, damage, says):
+    import torch
+
+    path = _tiny_checkpoint(tmp_path / "c.pt")
+    data = torch.load(path, weights_only=True)
+    damage(data)
+    torch.save(data, path)
+    image = _png(tmp_path / "a.png", size=(32, 32))
+    assert main(["predict", "--model", str(path), str(image), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err)
+    assert "c.pt" in err and "damaged Maskloop checkpoint" in err and says in err
+    assert not (tmp_path / "out").exists()
+
+
+class _FillingFile:
+    """A real file that runs out of space after ``room`` bytes (a full disk)."""
+
+    def __init__(self, f, room: int):
+        self._f, self._room = f, room
+
+    def write(self, data) -> int:
+        if self._room < len(data):
+            raise OSError(28, "No space left on device")
+        self._room -= len(data)
+        return self._f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._f.__exit__(*exc)
+
+
+def test_full_disk_while_saving_a_checkpoint_says_so(tmp_path, monkeypatch):
+    import builtins
+
+    import engine.atomic
+
+    real_open = builtins.open
+
+    def filling_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        return _FillingFile(f, 2000) if "x" in mode else f
+
+    monkeypatch.setattr(engine.atomic, "open", filling_open, raising=False)
+    target = tmp_path / "run" / "last.pt"
+    with pytest.raises(UserError) as caught:
+        _tiny_checkpoint(target)
+    assert "no space left on the disk" in str(caught.value) and "last.pt" in str(caught.value)
+    assert list(target.parent.iterdir()) == []  # no temporary file left behind
+
+
+def test_full_disk_while_saving_a_checkpoint_on_a_real_small_disk(tmp_path):
+    if os.name != "posix" or os.geteuid() != 0:
+        pytest.skip("needs root and tmpfs to make a full disk")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        with pytest.raises(UserError, match="no space left on the disk"):
+            _tiny_checkpoint(disk / "last.pt")
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_damaged_label_file_names_the_file_not_a_buffer(tmp_path):
+    project = _labeled_project(tmp_path, n=1)
+    label = project / "labels" / "1.png"
+    label.write_bytes(b"GIF89a not a png at all")
+    out = _cli("train", project, "--epochs", "1", "--device", "cpu")
+    assert out.returncode == 2, out
+    _one_clean_line(out.stderr)
+    assert "labels/1.png" in out.stderr.replace(os.sep, "/")
+    assert "BytesIO" not in out.stderr and "damaged mask file" in out.stderr
+    with Project.open(project, readonly=True) as p:
+        assert p.runs() == []  # refused before a run was made
