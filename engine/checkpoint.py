@@ -183,6 +183,10 @@ class Checkpoint:
 
         options = self._architecture_options()
         defaults = model_defaults(self.model_name)  # UserError for an architecture we lack
+        # Options added after a checkpoint was written: it was built without them.
+        for key, value in LEGACY_OPTIONS.get(self.model_name, {}).items():
+            if key in defaults:
+                options.setdefault(key, value)
         for key in INIT_OPTIONS:
             if key in defaults:
                 options[key] = None if key == "weights_path" else False
@@ -236,6 +240,11 @@ class Checkpoint:
         model.load_state_dict(load, strict=False)
         model.train()
         return model.to(_device(device)), fresh
+
+
+# Architecture options that did not exist in older checkpoints, with the value that rebuilds
+# what those checkpoints hold (the filter-bank input of the U-Net came in 0.2).
+LEGACY_OPTIONS = {"unet": {"features": False}}
 
 
 def _device(device):

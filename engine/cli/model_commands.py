@@ -48,7 +48,14 @@ def _register_train(subparsers) -> None:
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3 U-Net, 1e-4 FCN; halved to fine-tune)")
     p.add_argument("--loss", default="ce", choices=("ce", "ce+dice"), help="cross-entropy, or plus Dice")
     p.add_argument("--val-fraction", type=float,
-                   help="share of labeled images held out for validation (default: 15%% from 4 images on; 0: none)")
+                   help="share of the 64 px squares of every image whose labels validate and are "
+                        "never trained on (default 0.1; 0: no validation, the last model is kept)")
+    p.add_argument("--live", action="store_true",
+                   help="live training: run until Ctrl+C (or --minutes), taking in labels that "
+                        "another program saves meanwhile; the kept model is models/<run>/"
+                        "checkpoint.pt, replaced only when it scores better on the validation "
+                        "pixels. The project is held read-only meanwhile, so the window or a "
+                        "script may keep labeling it.")
     p.add_argument("--augment", default="auto", choices=("auto", "dihedral", "flips", "none"),
                    help="auto: all 8 orientations, except horizontal mirroring only for colour photos")
     p.add_argument("--preset", help="model preset (e.g. unet: light, medium, wide)")
@@ -100,7 +107,8 @@ class _Progress:
         print(text, file=self.out or sys.stdout, flush=True)
 
     def _TrainStarted(self, e) -> None:  # noqa: N802 - named after the event
-        budget = (f"{e.total_steps} steps" if e.total_steps else f"{e.budget_s / 60:g} min")
+        budget = (f"{e.total_steps} steps" if e.total_steps
+                  else f"{e.budget_s / 60:g} min" if e.budget_s else "until stopped (live)")
         self._print(f"training on {e.device_name}: {e.num_train} training image(s), "
                     f"{e.num_val} validation; budget {budget}")
 
@@ -122,6 +130,20 @@ class _Progress:
 
     def _Notice(self, e) -> None:  # noqa: N802
         self._print(f"note: {e.text}")
+
+    def _LabelsUpdated(self, e) -> None:  # noqa: N802
+        self._print(f"labels: {e.train_pixels} training and {e.val_pixels} validation pixel(s) "
+                    f"in {e.images} image(s)")
+
+    def _ModelKept(self, e) -> None:  # noqa: N802
+        if e.path is None:
+            self._print(f"step {e.step}: validation mean IoU {e.score:.3f}, not better than "
+                        f"{e.previous:.3f}: model in use kept")
+        elif not e.validated:
+            self._print(f"step {e.step}: newest model kept (no validation pixels yet): {e.path}")
+        else:
+            was = f" (was {e.previous:.3f})" if e.previous is not None else ""
+            self._print(f"step {e.step}: validation mean IoU {e.score:.3f}{was}: kept {e.path}")
 
     def _TrainFinished(self, e) -> None:  # noqa: N802
         r = e.result
@@ -201,6 +223,8 @@ def run_train(args: argparse.Namespace) -> int:
     config.check()
     if not Path(args.project).is_dir():
         raise UserError("no such project folder", args.project)
+    if args.live:
+        return _run_live(args, config)
     dist = ddp.init_from_env(args.device)
     try:
         # Under torchrun only process 0 writes; the others read the same labels.
@@ -211,6 +235,37 @@ def run_train(args: argparse.Namespace) -> int:
                 train_project(project, config, progress, stop)
     finally:
         ddp.shutdown()
+    return 0
+
+
+def _run_live(args: argparse.Namespace, config) -> int:
+    """``train --live``: read the project read-only, write only the run's row (briefly)."""
+    from engine.errors import ProjectLockedError
+    from engine.project import Project
+    from engine.training.live import train_live
+
+    if args.epochs is not None:
+        raise UserError("--live trains until stopped: give --minutes or nothing, not --epochs")
+
+    def write(fn):
+        # Another program may be saving labels: its lock is held for a moment only.
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                with Project.open(args.project) as writable:
+                    return fn(writable)
+            except ProjectLockedError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    with Project.open(args.project, readonly=True) as project:
+        stop = threading.Event()
+        progress = _Progress(args.json)
+        with _StopOnInterrupt(stop):
+            result = train_live(project, config, progress, stop, writer=write)
+    if result is None:
+        print("stopped before any label appeared: nothing trained", file=sys.stderr)
     return 0
 
 
@@ -392,8 +447,9 @@ def _register_eval(subparsers) -> None:
     p = subparsers.add_parser(
         "eval", help="per-class IoU and Dice of a model on the labeled images",
         description="Compare a run's predictions with the labels: per-class IoU and Dice, mean "
-                    "IoU, pixel accuracy. Uses the run's validation images where it had some, "
-                    "else every labeled image (unlabeled pixels are not counted).")
+                    "IoU, pixel accuracy. Scores the validation pixels (the held-out squares that "
+                    "no run trains on) where there are some, else every labeled pixel (unlabeled "
+                    "pixels are not counted).")
     p.add_argument("project", metavar="PROJECT")
     p.add_argument("--run", help="default: the last finished run")
     p.add_argument("--device", default="auto")
@@ -411,7 +467,9 @@ def run_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
         return 0
-    print(f"run {report['run']} ({report['model']}) on {report['num_images']} {report['images']} "
-          f"image(s)")
+    where = ("validation pixels (held-out squares, never trained on)" if report["images"] == "validation"
+             else "labeled pixels (trained on: no validation pixels)")
+    print(f"run {report['run']} ({report['model']}) on {report['pixels']} {where} in "
+          f"{report['num_images']} image(s)")
     print(metrics_table(report))
     return 0

@@ -7,11 +7,13 @@ Progress comes as event dataclasses through a callback (:mod:`engine.training.ev
 
 from engine.training.config import TrainConfig
 from engine.training.data import Example
-from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone, TrainFailed,
-                                    TrainFinished, TrainResult, TrainStarted, event_to_dict)
+from engine.training.events import (CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice,
+                                    StepDone, TrainFailed, TrainFinished, TrainResult, TrainStarted,
+                                    event_to_dict)
 from engine.training.project_run import train_project
 from engine.training.trainer import train
 
 __all__ = ["TrainConfig", "train", "train_project", "Example", "TrainResult", "TrainStarted",
-           "StepDone", "EpochDone", "CheckpointSaved", "Notice", "TrainFinished", "TrainFailed",
+           "StepDone", "EpochDone", "CheckpointSaved", "Notice", "LabelsUpdated", "ModelKept",
+           "TrainFinished", "TrainFailed",
            "event_to_dict"]

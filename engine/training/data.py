@@ -71,29 +71,20 @@ def check_examples(examples: list[Example], num_classes: int) -> None:
                         "(or import masks) before training")
 
 
-def split_validation(examples: list[Example], fraction: float | None, seed: int
+def split_validation(examples: list[Example], fraction: float | None, seed: int = 0
                      ) -> tuple[list[Example], list[Example]]:
-    """Hold out whole labeled images for validation.
+    """(training examples, validation windows): held-out squares of every labeled image
+    (:mod:`engine.training.holdout`). ``None`` is the default share (a tenth of the squares),
+    ``0`` turns validation off. ``seed`` is not used: the held-out squares must be the same in
+    every run, whatever its seed, so that no run validates on pixels another trained on."""
+    from engine.training import holdout
 
-    ``None`` is automatic: with 4 or more labeled images about 15% (at least one) are held out;
-    with fewer, every image is needed for training and the best checkpoint is chosen by
-    training loss. ``0`` turns validation off.
-    """
+    del seed
     labeled = [ex for ex in examples if bool((ex.label != UNLABELED).any())]
-    n = len(labeled)
-    if fraction is None:
-        n_val = max(1, round(0.15 * n)) if n >= 4 else 0
-    else:
-        n_val = min(n - 1, round(fraction * n)) if fraction > 0 else 0
-        if fraction > 0 and n >= 2:
-            n_val = max(1, n_val)
-    if n_val <= 0:
+    share = holdout.FRACTION if fraction is None else float(fraction)
+    if share <= 0:
         return labeled, []
-    order = np.random.default_rng(seed).permutation(n)
-    val_idx = set(order[:n_val].tolist())
-    train = [ex for i, ex in enumerate(labeled) if i not in val_idx]
-    val = [ex for i, ex in enumerate(labeled) if i in val_idx]
-    return train, val
+    return holdout.split_examples(labeled, share)
 
 
 def class_pixel_counts(examples: list[Example], num_classes: int) -> np.ndarray:

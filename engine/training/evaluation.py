@@ -1,4 +1,5 @@
-"""How good a run's model is on the project's labels (the ``eval`` command)."""
+"""How good a run's model is on the project's labels (the ``eval`` command and the window's
+Compare): on the validation pixels, the held-out squares no run trains on."""
 
 from __future__ import annotations
 
@@ -6,17 +7,33 @@ from engine.errors import UserError
 
 
 def evaluation_images(project, run) -> tuple[list[int], str]:
-    """The run's validation images that still exist and carry labels, else every labeled image.
+    """The labeled images that hold validation pixels for ``run``, else every labeled image.
 
-    Validation images were never trained on, so they give the honest figure; a run without
-    them (fewer than four labeled images) can only be scored on what it learned from.
+    Validation pixels are the held-out squares (:mod:`engine.training.holdout`), the same in
+    every run, so they give the honest figure; a run trained without validation
+    (``--val-fraction 0``) can only be scored on what it learned from ("labeled").
     """
-    labeled = {r.id for r in project.labeled_images()}
-    recorded = run.metrics.get("val_image_ids") or run.config.get("val_image_ids") or []
-    val = [i for i in recorded if i in labeled]
-    if val:
-        return val, "validation"
-    return sorted(labeled), "labeled"
+    from engine.training.holdout import image_key, validation_mask
+
+    share = _share(run)
+    labeled = project.labeled_images()
+    if share > 0:
+        with_val = []
+        for record in labeled:
+            label = project.read_label(record.id)
+            held = validation_mask(*label.shape, image_key(record.name, record.id), share)
+            if ((label != 255) & held).any():
+                with_val.append(record.id)
+        if with_val:
+            return with_val, "validation"
+    return sorted(r.id for r in labeled), "labeled"
+
+
+def _share(run) -> float:
+    from engine.training.holdout import FRACTION
+
+    value = run.config.get("val_fraction")
+    return FRACTION if value is None else float(value)
 
 
 def evaluate_run(project, run: str | None = None, device="auto", callback=None) -> dict:
@@ -38,8 +55,17 @@ def evaluate_run(project, run: str | None = None, device="auto", callback=None) 
     predictor = Predictor.from_checkpoint(ckpt, device=device)
     k = ckpt.num_classes
     cm = None
+    from engine.training.holdout import image_key, validation_mask
+
+    share = _share(record)
+    names = {r.id: r.name for r in project.images()}
+    pixels = 0
     for n, image_id in enumerate(ids, 1):
         label = project.read_label(image_id)
+        if kind == "validation":  # only the held-out squares count
+            label = label.copy()
+            label[~validation_mask(*label.shape, image_key(names[image_id], image_id), share)] = 255
+        pixels += int((label != 255).sum())
         prediction = predictor.predict(project.read_image(image_id))
         part = confusion_matrix(prediction.classmap, label, k)
         cm = part if cm is None else cm + part
@@ -47,5 +73,5 @@ def evaluate_run(project, run: str | None = None, device="auto", callback=None) 
             callback(n, len(ids))
     metrics = metrics_from_confusion(cm, ckpt.class_names)
     return {"run": record.name, "model": record.model, "checkpoint": str(record.checkpoint),
-            "images": kind, "image_ids": ids, "num_images": len(ids),
+            "images": kind, "image_ids": ids, "num_images": len(ids), "pixels": pixels,
             "confusion": cm.tolist(), **metrics}

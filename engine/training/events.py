@@ -68,6 +68,32 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class LabelsUpdated:
+    """Live training took in a new snapshot of the labels."""
+
+    images: int  # images with training pixels
+    train_pixels: int
+    val_pixels: int  # labeled pixels in held-out squares
+    classes: list  # class indices with training pixels
+
+
+@dataclass(frozen=True)
+class ModelKept:
+    """Live training judged its current state on the validation pixels.
+
+    ``path`` is the checkpoint written when the state was kept (it beat the model in use, or
+    there are no validation pixels yet: ``validated`` False); None when it was not kept.
+    ``score`` and ``previous`` are validation mean IoUs (None without validation)."""
+
+    path: Path | None
+    step: int
+    score: float | None
+    previous: float | None
+    validated: bool
+    metrics: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrainFinished:
     result: TrainResult
 
@@ -77,7 +103,8 @@ class TrainFailed:
     message: str
 
 
-TrainEvent = TrainStarted | StepDone | EpochDone | CheckpointSaved | Notice | TrainFinished | TrainFailed
+TrainEvent = (TrainStarted | StepDone | EpochDone | CheckpointSaved | Notice | LabelsUpdated
+              | ModelKept | TrainFinished | TrainFailed)
 Callback = Callable[[Any], None]
 
 

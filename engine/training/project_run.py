@@ -61,7 +61,7 @@ def train_project(project, config: TrainConfig, callback=None,
                       "minutes": prepared.resolved.minutes, "augment": prepared.augment,
                       "world_size": dist.world,
                       "train_image_ids": [ex.ident for ex in prepared.train],
-                      "val_image_ids": [ex.ident for ex in prepared.val]}
+                      "val_image_ids": sorted({ex.ident for ex in prepared.val})}
         run_name = project.new_run(config.model, run_config).name
     if dist.enabled:
         run_name = ddp.broadcast_object(run_name)
@@ -79,7 +79,7 @@ def train_project(project, config: TrainConfig, callback=None,
         raise
     if dist.is_main:
         metrics = dict(result.metrics)
-        metrics["val_image_ids"] = [ex.ident for ex in prepared.val]
+        metrics["val_image_ids"] = sorted({ex.ident for ex in prepared.val})
         project.finish_run(run_name, "stopped" if result.stopped else "finished", metrics,
                            str(result.best_checkpoint))
     return result

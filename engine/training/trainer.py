@@ -32,6 +32,7 @@ from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone
                                     TrainFinished, TrainResult, TrainStarted)
 from engine.training.setup import Prepared, prepare
 from engine.training.stream import BatchStream
+from engine.training.holdout import validation_summary
 from engine.training.validation import validation_confusion
 
 BEST_NAME = "checkpoint.pt"  # the one to predict with (DESIGN.md: models/<run>/checkpoint.pt)
@@ -186,6 +187,16 @@ class _Loop:
             return 0
         return max(1, min(6, (os.cpu_count() or 2) - 1))
 
+    def _pixel_stage(self, budget_s: float | None, refit: bool = False) -> dict | None:
+        """Fit the network's per-pixel classifier first (engine.training.pixel_stage): seconds
+        for what crops would take minutes. Every process fits the same (seeded) way."""
+        from engine.training.pixel_stage import fit_pixel_stage
+
+        limit = 15.0 if budget_s is None else min(15.0, 0.1 * budget_s)
+        return fit_pixel_stage(self.model, self.p.train, self.p.normalization, self.p.channels,
+                               self.class_weights, self.device, seed=self.p.config.seed,
+                               max_seconds=limit, stop_event=self.stop_event, refit=refit)
+
     # -- pieces of a step -----------------------------------------------------------------------
 
     def _step(self, images, masks) -> "object":
@@ -278,7 +289,8 @@ class _Loop:
                       "augment": self.p.augment, "class_weights": self.class_weights.tolist(),
                       "world_size": self.dist.world, "epoch": epoch, "step": step,
                       "train_images": [ex.name for ex in self.p.train],
-                      "val_images": [ex.name for ex in self.p.val]},
+                      "val_images": sorted({ex.name for ex in self.p.val}),
+                      "validation": validation_summary(self.p.val)},
         }
 
     def _save(self, state, kind: str, metrics: dict, epoch: int, step: int) -> Path:
@@ -303,10 +315,11 @@ class _Loop:
         self._build()
         epochs_budget = p.resolved.epochs
         budget_s = p.resolved.minutes * 60.0 if p.resolved.minutes else None
+        self.pixel_stage = self._pixel_stage(budget_s)
         stream = self._stream(0)
         total_steps = epochs_budget * self.steps_per_epoch if epochs_budget else None
         self.emit(TrainStarted(self.run_name, str(self.device), device_name(self.device),
-                               len(p.train), len(p.val), total_steps, budget_s))
+                               len(p.train), len({ex.name for ex in p.val}), total_steps, budget_s))
 
         step = 0
         epoch = 0  # completed epochs
@@ -410,7 +423,8 @@ class _Loop:
                     score = _score(val_metrics)
                     last_metrics = val_metrics
                 elif not p.val:
-                    score = -train_loss
+                    # No held-out pixels: the training loss says nothing about new images, so
+                    # the last model is the one kept (never "best" by training loss).
                     last_metrics = {"train_loss": train_loss}
                 if score is not None:
                     judged_step = step
@@ -441,12 +455,9 @@ class _Loop:
                 best_state = None  # the current weights are the best
                 best_metrics = dict(val_metrics)
                 best_epoch = epoch
-        elif not p.val and epoch_steps > 0 and not stopped and step != judged_step:
-            tail = self._epoch_loss(epoch_loss_sum, epoch_steps)
-            last_metrics = {"train_loss": tail}
-            if -tail > best_score:
-                best_score, best_state, best_metrics, best_epoch = -tail, None, dict(last_metrics), epoch
-        if best_score == -math.inf:  # stopped before any evaluation: the last is the best known
+        elif not p.val and epoch_steps > 0 and step != judged_step:
+            last_metrics = {"train_loss": self._epoch_loss(epoch_loss_sum, epoch_steps)}
+        if best_score == -math.inf:  # no validation (or stopped before one): the last model
             best_state, best_metrics, best_epoch = None, dict(last_metrics), epoch
         if p.dist.enabled:
             ddp.barrier()
@@ -459,7 +470,9 @@ class _Loop:
         summary = dict(best_metrics)
         summary.update({"epochs": epoch, "steps": step, "seconds": round(time.monotonic() - t0, 1),
                         "best_epoch": best_epoch, "images_per_s": round(ips or 0.0, 2),
-                        "val_images": [ex.name for ex in p.val]})
+                        "pixel_stage": self.pixel_stage,
+                        "val_images": sorted({ex.name for ex in p.val}),
+                        "validation": validation_summary(p.val)})
         if p.dist.is_main:
             from engine.atomic import atomic_write_bytes
 

@@ -137,7 +137,7 @@ def test_newer_format_is_refused(tmp_path, small_unet):
 def test_finetune_to_more_classes_reinitialises_only_the_head(tmp_path, small_unet):
     ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.pt", small_unet, _meta(small_unet)))
     model, fresh = ckpt.build_for_finetune(5, in_channels=1)
-    assert sorted(fresh) == ["head.bias", "head.weight"]
+    assert sorted(fresh) == ["head.bias", "head.weight", "pixel_head.bias", "pixel_head.weight"]
     assert model.training and model.head.out_channels == 5
     assert torch.equal(model.encoder.levels[1][1][0].weight, small_unet.encoder.levels[1][1][0].weight)
     same, fresh = ckpt.build_for_finetune(3, in_channels=1, model_name="unet")
@@ -160,3 +160,21 @@ def test_weights_that_do_not_fit_the_architecture(tmp_path, small_unet):
     ckpt = load_checkpoint(save_checkpoint(tmp_path / "c.pt", small_unet, meta))
     with pytest.raises(UserError, match="do not fit"):
         ckpt.build_model("cpu")
+
+
+def test_a_checkpoint_from_before_the_filter_bank_still_loads_as_it_was_built(tmp_path):
+    """Checkpoints written before the ``features`` option rebuild without the filter bank."""
+    import torch
+
+    from engine.models import build_model
+
+    old = build_model("unet", 2, 1, base=8, depth=2, features=False)
+    meta = _meta(old, classes=("a", "b"))
+    meta["model"]["options"] = {k: v for k, v in meta["model"]["options"].items() if k != "features"}
+    path = save_checkpoint(tmp_path / "old.pt", old, meta)
+    model = load_checkpoint(path).build_model()
+    assert model.stem is None
+    x = torch.randn(1, 1, 32, 32)
+    old.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), old(x))

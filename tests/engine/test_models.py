@@ -40,11 +40,53 @@ def test_registry_lists_the_seed_networks():
 
 @pytest.mark.parametrize("channels", [3, 1])
 def test_unet_forward_backward_odd_sizes(channels):
-    model = build_model("unet", 3, channels)
+    model = build_model("unet", 3, channels, features=False)
     _forward_backward(model, 2, channels, 37, 53, 3)
     # The whole encoder learns too (the head is not the only thing with a gradient).
     first = model.encoder.levels[0][0][0].weight
     assert first.shape[1] == channels and first.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_default_unet_reads_filter_responses_and_starts_as_its_pixel_classifier(channels):
+    from engine.models.filter_bank import PER_SIGMA, SIGMAS
+
+    model = build_model("unet", 3, channels)
+    assert model.pixel[0].weight.shape[1] == channels * (1 + len(SIGMAS) * PER_SIGMA)
+    x = torch.randn(2, channels, 48, 64)  # a multiple of 16: the network pads nothing
+    model.eval()
+    with torch.no_grad():  # the U-Net's head starts at zero: the output is the pixel classifier's
+        pixel_only = model.pixel_head(model.pixel(model.stem(x)))
+        assert torch.allclose(model(x), pixel_only, atol=1e-6)
+    _forward_backward(model, 2, channels, 37, 53, 3)
+    assert model.pixel[0].weight.grad.abs().sum() > 0
+    # After one update the head is no longer zero and the encoder learns as well.
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad
+    model.zero_grad()
+    _forward_backward(model, 2, channels, 37, 53, 3)
+    assert model.encoder.levels[0][0][0].weight.grad.abs().sum() > 0
+
+
+def test_filter_bank_matches_scipy_gaussian_derivatives_away_from_the_border():
+    import numpy as np
+    from scipy import ndimage as ndi
+
+    from engine.models.filter_bank import FilterBank
+
+    rng = np.random.default_rng(0)
+    image = ndi.gaussian_filter(rng.normal(size=(128, 128)), 2).astype(np.float32)
+    bank = FilterBank(1, sigmas=(1.0, 5.0))
+    out = bank.responses(torch.from_numpy(image)[None, None])[0].numpy()
+    inner = (slice(32, -32), slice(32, -32))
+    for level, sigma in enumerate((1.0, 5.0)):  # 8 responses per sigma: smoothed, then LoG
+        smooth, log = out[8 * level], out[8 * level + 1]
+        ref_s = ndi.gaussian_filter(image, sigma)
+        ref_l = ndi.gaussian_laplace(image, sigma)
+        assert np.corrcoef(smooth[inner].ravel(), ref_s[inner].ravel())[0, 1] > 0.99
+        assert np.corrcoef(log[inner].ravel(), ref_l[inner].ravel())[0, 1] > 0.97
 
 
 @pytest.mark.parametrize("name,channels", [("fcn32s", 3), ("fcn16s", 1), ("fcn8s", 3)])

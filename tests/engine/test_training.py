@@ -125,22 +125,6 @@ def test_class_weights_favour_a_rare_class_within_limits():
     assert (class_weights(np.array([5, 0])) == 1).all()
 
 
-def test_validation_split_is_automatic_from_four_labeled_images():
-    def exs(n, unlabeled=0):
-        out = [Example(f"{i}", np.zeros((4, 4), np.uint8), np.zeros((4, 4), np.uint8)) for i in range(n)]
-        out += [Example(f"u{i}", np.zeros((4, 4), np.uint8), np.full((4, 4), 255, np.uint8))
-                for i in range(unlabeled)]
-        return out
-
-    assert [len(p) for p in split_validation(exs(3), None, 0)] == [3, 0]
-    assert [len(p) for p in split_validation(exs(4, unlabeled=5), None, 0)] == [3, 1]
-    assert [len(p) for p in split_validation(exs(20), None, 0)] == [17, 3]
-    assert [len(p) for p in split_validation(exs(20), 0.0, 0)] == [20, 0]
-    assert [len(p) for p in split_validation(exs(2), 0.1, 0)] == [1, 1]
-    train, val = split_validation(exs(10), None, 7)
-    assert not {e.name for e in train} & {e.name for e in val}
-
-
 def test_check_examples_names_the_file_and_the_problem():
     good = Example("good.png", np.zeros((10, 12), np.uint8), np.zeros((10, 12), np.uint8))
     bad = Example("bad.png", np.zeros((10, 12), np.uint8), np.zeros((12, 10), np.uint8))

@@ -1,0 +1,134 @@
+"""The first seconds of a training: fit the network's per-pixel classifier on the labeled pixels.
+
+A U-Net built with ``features=True`` (the default) holds a fixed filter bank and a small MLP per
+pixel on its responses (:mod:`engine.models.filter_bank`, :mod:`engine.models.unet`). That MLP
+is what an ilastik user gets from a random forest: with a few strokes it is right about most of
+an image after a few hundred updates on the labeled pixels, which costs seconds, where
+the whole network at a second a step on a CPU would need minutes. So before the first crop:
+
+1. sample labeled pixels of every training image, per class (as the forest does: at most
+   ``PIXELS_PER_CLASS`` per class and image), and compute the filter responses there, image by
+   image, in tiles so that memory follows the tile, not the image;
+2. on a fresh model, set the bank's standardisation from those responses (a continued model
+   keeps the one its layers were trained on);
+3. train the pixel MLP alone (class-weighted cross-entropy, Adam) for a bounded number of steps
+   and seconds.
+
+The end-to-end training that follows starts from there; the U-Net's zero-initialised head means
+the whole network's prediction at that moment is the pixel classifier's.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from engine.normalization import normalize
+from engine.training.data import UNLABELED, Example
+
+PIXELS_PER_CLASS = 20_000  # per image, as the ilastik-style forest samples
+TILE = 1024
+MARGIN = 96  # beyond the widest kernel of the bank (structure tensor at sigma 10, pooled)
+STEPS = 600
+BATCH = 4096
+LR = 3e-3
+
+
+def has_pixel_stage(model) -> bool:
+    return getattr(model, "stem", None) is not None and hasattr(model, "pixel_head")
+
+
+def _sample(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    flat = label.ravel()
+    picked = []
+    for k in np.unique(flat).tolist():
+        if k == UNLABELED:
+            continue
+        idx = np.flatnonzero(flat == k)
+        if idx.size > PIXELS_PER_CLASS:
+            idx = rng.choice(idx, PIXELS_PER_CLASS, replace=False)
+        picked.append(idx)
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
+
+
+def _responses_at(bank, image: np.ndarray, norm, channels: int, flat_idx: np.ndarray, device):
+    """Input values and raw bank responses (N x (C + F), float32 on ``device``) at the flat
+    pixel indices."""
+    import torch
+
+    h, w = image.shape[:2]
+    ys, xs = flat_idx // w, flat_idx % w
+    out = torch.empty((flat_idx.size, bank.out_channels), device=device)
+    for top in range(0, h, TILE):
+        for left in range(0, w, TILE):
+            inside = (ys >= top) & (ys < top + TILE) & (xs >= left) & (xs < left + TILE)
+            if not inside.any():
+                continue
+            y0, x0 = max(0, top - MARGIN), max(0, left - MARGIN)
+            y1, x1 = min(h, top + TILE + MARGIN), min(w, left + TILE + MARGIN)
+            x = torch.from_numpy(normalize(image[y0:y1, x0:x1], norm, channels))[None].to(device)
+            r = torch.cat([x, bank.responses(x)], dim=1)[0]
+            sel = np.flatnonzero(inside)
+            yy = torch.from_numpy(ys[sel] - y0).to(device)
+            xx = torch.from_numpy(xs[sel] - x0).to(device)
+            out[torch.from_numpy(sel).to(device)] = r[:, yy, xx].T
+    return out
+
+
+def fit_pixel_stage(model, examples: list[Example], norm, channels: int, class_weights,
+                    device, seed: int = 0, max_seconds: float = 15.0, stop_event=None,
+                    refit: bool = False) -> dict | None:
+    """Fit ``model``'s pixel classifier in place; returns what it did, or None when the model has
+    none. Bounded by ``STEPS`` updates and ``max_seconds`` (features included). ``refit``: the
+    model is already trained and new labels came in (live training): a third of the updates at
+    a third of the rate, so the rest of the network, trained on the old classifier, still fits."""
+    import torch
+    import torch.nn.functional as F
+
+    if not has_pixel_stage(model):
+        return None
+    t0 = time.monotonic()
+    rng = np.random.default_rng([seed, 11])
+    bank = model.stem
+    feats, targets = [], []
+    was_training = model.training
+    with torch.no_grad():
+        for ex in examples:
+            idx = _sample(ex.label, rng)
+            if idx.size == 0:
+                continue
+            feats.append(_responses_at(bank, ex.image, norm, channels, idx, device))
+            targets.append(torch.from_numpy(ex.label.ravel()[idx].astype(np.int64)).to(device))
+            if stop_event is not None and stop_event.is_set():
+                return None
+    if not feats:
+        return None
+    X = torch.cat(feats)
+    Y = torch.cat(targets)
+    c = bank.in_channels  # the input channels lead the bank's output (FilterBank.forward)
+    if not bool(bank.fitted):
+        bank.set_statistics(X[:, c:].mean(0), X[:, c:].std(0))
+    X[:, c:] = (X[:, c:] - bank.feature_mean) / bank.feature_std
+    X = torch.nan_to_num(X)
+    params = list(model.pixel.parameters()) + list(model.pixel_head.parameters())
+    opt = torch.optim.Adam(params, lr=LR / 3 if refit else LR)
+    weight = torch.as_tensor(np.asarray(class_weights, np.float32), device=device)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    model.train()
+    steps, loss_value = 0, float("nan")
+    # 1 x 1 convolutions on N x F x 1 x 1: the same modules that run in the network.
+    for steps in range(1, (STEPS // 3 if refit else STEPS) + 1):
+        pick = torch.randint(0, X.shape[0], (min(BATCH, X.shape[0]),), generator=gen).to(device)
+        logits = model.pixel_head(model.pixel(X[pick][:, :, None, None]))[:, :, 0, 0]
+        loss = F.cross_entropy(logits, Y[pick], weight=weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if steps % 50 == 0:
+            loss_value = float(loss.detach())
+            if time.monotonic() - t0 > max_seconds or (stop_event is not None and stop_event.is_set()):
+                break
+    model.train(was_training)
+    return {"pixels": int(X.shape[0]), "steps": steps, "loss": loss_value,
+            "seconds": round(time.monotonic() - t0, 2)}
