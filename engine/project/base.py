@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from engine.atomic import fsync_dir
+from engine.atomic import fsync_dir, os_error_to_user_error
 from engine.atomic import replace as atomic_replace
 from engine.errors import UserError
 from engine.project.integrity import disk_nearly_full
@@ -154,8 +154,12 @@ class ProjectBase:
         elif kind == "prediction":
             image_id = data["id"]
             for p in self._prediction_paths(image_id):
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     p.unlink()
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:  # a read-only predictions/ folder, say
+                    raise os_error_to_user_error(exc, p, "cannot remove") from exc
             with self._tx() as conn:
                 conn.execute(
                     "UPDATE images SET prediction_run = NULL, uncertainty = NULL WHERE id = ?", (image_id,)

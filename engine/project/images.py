@@ -416,13 +416,20 @@ class ImagesMixin(ProjectBase):
         class_path, conf_path = self._prediction_paths(record.id)
         with self._write_lock:
             jid = self._journal("prediction", {"id": record.id})
+            written = 0
             try:
                 atomic_write_bytes(class_path, class_data)
+                written = 1
                 atomic_write_bytes(conf_path, conf_data)
             except BaseException:
                 # Which of the two files is new is unknown: drop the prediction (the repair).
-                with contextlib.suppress(UserError):
+                # Where that fails too (a read-only predictions/ folder), the journal row stays
+                # for the next open, unless nothing was written (then nothing is out of step).
+                try:
                     self._repair("prediction", {"id": record.id})
+                except UserError:
+                    if written:
+                        raise
                 self._drop_journal(jid)
                 raise
             with self._tx() as conn:

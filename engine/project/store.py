@@ -223,7 +223,12 @@ class Project(ClassesMixin, ImagesMixin, RunsMixin):
         """Repair what a killed writer left (see the module doc), then mark the project open."""
         rows = self._query("SELECT id, kind, data FROM journal ORDER BY id")
         for jid, kind, data in rows:
-            self._repair(kind, json.loads(data))
+            try:
+                self._repair(kind, json.loads(data))
+            except OSError as exc:
+                raise os_error_to_user_error(
+                    exc, exc.filename or self.path, "cannot finish the work a stopped Maskloop left"
+                ) from exc
             with self._tx() as conn:
                 conn.execute("DELETE FROM journal WHERE id = ?", (jid,))
         # We hold the write lock, so every temporary file here was left by a killed writer

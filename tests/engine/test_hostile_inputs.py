@@ -461,3 +461,47 @@ def test_damaged_label_file_names_the_file_not_a_buffer(tmp_path):
     assert "BytesIO" not in out.stderr and "damaged mask file" in out.stderr
     with Project.open(project, readonly=True) as p:
         assert p.runs() == []  # refused before a run was made
+
+
+# -------------------------------------------------------------------- read-only predictions
+
+
+def _project_with_run(tmp_path: Path) -> Path:
+    project = _labeled_project(tmp_path)
+    with Project.open(project) as p:
+        run = p.new_run("unet", {})
+        checkpoint = _tiny_checkpoint(p.run_dir(run.name) / "checkpoint.pt")
+        p.finish_run(run.name, "finished", {}, checkpoint)
+    return project
+
+
+@pytest.mark.skipif(os.name != "posix", reason="a read-only mount, or chmod")
+def test_read_only_predictions_folder_is_a_clean_refusal(tmp_path):
+    project = _project_with_run(tmp_path)
+    predictions = project / "predictions"
+    # Root ignores permissions: a read-only bind mount is what stops root from writing.
+    mounted = False
+    if os.geteuid() == 0:
+        mounted = subprocess.run(["mount", "--bind", str(predictions), str(predictions)],
+                                 capture_output=True).returncode == 0
+        if mounted:
+            mounted = subprocess.run(["mount", "-o", "remount,ro,bind", str(predictions)],
+                                     capture_output=True).returncode == 0
+        if not mounted:
+            subprocess.run(["umount", str(predictions)], capture_output=True)
+            pytest.skip("cannot make a read-only mount here")
+    else:
+        predictions.chmod(0o555)
+    try:
+        out = _cli("predict", project, "--all")  # today: exit 1, OSError from the clean-up
+        assert out.returncode == 2, out
+        _one_clean_line(out.stderr)
+        assert "predictions" in out.stderr and "read-only" in out.stderr
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(predictions)], capture_output=True)
+        else:
+            predictions.chmod(0o755)
+    _integrity_ok(project)
+    out = _cli("predict", project, "--all")  # writable again: it works
+    assert out.returncode == 0, out
