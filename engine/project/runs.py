@@ -75,6 +75,18 @@ class RunsMixin(ProjectBase):
             if cur.rowcount == 0:
                 raise UserError(f"no training run named {name!r}", self.path)
 
+    def discard_run(self, name: str) -> None:
+        """Forget a run that ended before it saved anything: its row and its folder (only
+        when the folder holds no checkpoint), so a failed start leaves nothing half-made."""
+        folder = self.run_dir(name)
+        if any(folder.glob("*.pt")):
+            raise UserError(f"run {name!r} has checkpoints; it is kept", folder)
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+        with self._tx() as conn:
+            conn.execute("DELETE FROM runs WHERE name = ?", (name,))
+
     def _run_record(self, row: Sequence) -> RunRecord:
         name, model, created, status, metrics, checkpoint, config = row
         ckpt = None

@@ -75,7 +75,13 @@ def train_project(project, config: TrainConfig, callback=None,
         raise
     except BaseException as exc:
         if dist.is_main:
-            project.finish_run(run_name, "failed", {"error": str(exc)}, None)
+            if any(out_dir.glob("*.pt")):
+                project.finish_run(run_name, "failed", {"error": str(exc)}, None)
+            else:  # nothing saved: no empty models/<run>/ and no "failed" row left behind
+                try:
+                    project.discard_run(run_name)
+                except UserError:
+                    project.finish_run(run_name, "failed", {"error": str(exc)}, None)
         raise
     if dist.is_main:
         metrics = dict(result.metrics)

@@ -505,3 +505,20 @@ def test_read_only_predictions_folder_is_a_clean_refusal(tmp_path):
     _integrity_ok(project)
     out = _cli("predict", project, "--all")  # writable again: it works
     assert out.returncode == 0, out
+
+
+def test_a_failed_run_leaves_no_empty_folder_nor_failed_row(tmp_path, monkeypatch):
+    import engine.training.project_run as project_run
+    from engine.training import TrainConfig
+
+    project = _labeled_project(tmp_path)
+
+    def fails(*args, **kwargs):
+        raise UserError("cannot write: no space left on the disk", "last.pt")
+
+    monkeypatch.setattr(project_run, "run_training", fails)
+    with Project.open(project) as p:
+        with pytest.raises(UserError, match="no space left"):
+            project_run.train_project(p, TrainConfig(epochs=1, device="cpu", crop=16))
+        assert p.runs() == []
+    assert list((project / "models").iterdir()) == []
