@@ -37,6 +37,26 @@ def last_checkpoint_for(project, model: str) -> Path | None:
     return Path(max(candidates, key=lambda r: r.created).checkpoint)
 
 
+MAX_MINUTES = 60 * 24 * 366  # a year
+
+
+def check_feasible(config: TrainConfig, examples: list[Example], where) -> None:
+    """UserError (a usage error, exit 2) for a budget or crop the run cannot meet: an endless
+    budget, or a crop beyond every labeled image (a 100000-pixel crop asks for tens of GB)."""
+    import math
+
+    if config.minutes is not None and not (math.isfinite(config.minutes)
+                                           and config.minutes <= MAX_MINUTES):
+        raise UserError(f"--minutes {config.minutes:g} cannot be met: give at most {MAX_MINUTES} "
+                        "(a year)", where)
+    if config.crop is not None and examples:
+        longest = max(max(ex.label.shape[:2]) for ex in examples)
+        limit = max(256, -(-longest // 64) * 64)
+        if config.crop > limit:
+            raise UserError(f"--crop {config.crop} is larger than every labeled image (the largest "
+                            f"side is {longest} pixels); give at most {limit}", where)
+
+
 def train_project(project, config: TrainConfig, callback=None,
                   stop_event: threading.Event | None = None) -> TrainResult:
     """Train on the project's labeled images; the run lands in ``models/<run>/``.
@@ -49,6 +69,7 @@ def train_project(project, config: TrainConfig, callback=None,
     if not examples:
         raise UserError("no labeled pixels: paint a few strokes of each class on some images "
                         "(or import masks) before training", project.path)
+    check_feasible(config, examples, project.path)
     last = last_checkpoint_for(project, config.model) if config.init == "last" else None
     prepared = prepare(examples, project.classes, config, last)
     dist = prepared.dist

@@ -522,3 +522,15 @@ def test_a_failed_run_leaves_no_empty_folder_nor_failed_row(tmp_path, monkeypatc
             project_run.train_project(p, TrainConfig(epochs=1, device="cpu", crop=16))
         assert p.runs() == []
     assert list((project / "models").iterdir()) == []
+
+
+@pytest.mark.parametrize("argv, says", [(["--crop", "100000"], "--crop 100000 is larger"),
+                                        (["--minutes", "inf"], "--minutes inf cannot be met")])
+def test_a_budget_or_crop_that_cannot_be_met_is_a_usage_error(tmp_path, capsys, argv, says):
+    project = _labeled_project(tmp_path)
+    assert main(["train", str(project), "--device", "cpu", *argv]) == 2
+    err = capsys.readouterr().err
+    _one_clean_line(err)
+    assert says in err
+    with Project.open(project, readonly=True) as p:
+        assert p.runs() == []
