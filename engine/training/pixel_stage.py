@@ -104,6 +104,7 @@ def fit_pixel_stage(model, examples: list[Example], norm, channels: int, class_w
                 return None
     if not feats:
         return None
+    refit = refit or bool(bank.fitted)  # a continued model: take new labels in gently
     X = torch.cat(feats)
     Y = torch.cat(targets)
     c = bank.in_channels  # the input channels lead the bank's output (FilterBank.forward)
