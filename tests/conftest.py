@@ -1,4 +1,5 @@
-"""Shared test set-up: offscreen Qt, one torch thread per test process, the membrane data."""
+"""Shared test set-up: offscreen Qt, one torch thread per test process, the membrane data and
+the slices the tests make in its stead."""
 
 from __future__ import annotations
 
@@ -17,7 +18,23 @@ MEMBRANE = (REPO / ".." / "shared" / "data" / "membrane").resolve()
 
 @pytest.fixture(scope="session")
 def membrane_dir() -> Path:
-    """The 30 ISBI 2012 slices (images/ and masks/); the test is skipped where absent."""
+    """The 30 ISBI 2012 slices (images/ and masks/); the test is skipped where absent. Only
+    tests of learning quality on real images take it: everything else takes ``slices_dir``, so
+    that a fresh clone runs it."""
     if not (MEMBRANE / "images").is_dir() or not (MEMBRANE / "masks").is_dir():
         pytest.skip(f"membrane data not found at {MEMBRANE}")
     return MEMBRANE
+
+
+@pytest.fixture(scope="session")
+def slices_dir(tmp_path_factory) -> Path:
+    """30 electron-microscopy-like slices made here (tests/e2e/cells.py), laid out as
+    ``membrane_dir`` is: ``images/<i>.png`` 512 x 512 grey, ``masks/<i>.png`` 0 membrane, 255
+    cell. For the loop's mechanics, which need images with structure, not the real ones."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("maskloop_test_cells",
+                                                  REPO / "tests" / "e2e" / "cells.py")
+    cells = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cells)
+    return cells.write_cells(tmp_path_factory.mktemp("slices"), count=30)

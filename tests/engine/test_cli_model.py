@@ -19,8 +19,8 @@ TINY = ["--option", "base=8", "--option", "depth=3", "--crop", "64", "--batch-si
 
 
 @pytest.fixture
-def project_dir(tmp_path, membrane_dir):
-    make_project(tmp_path / "proj", membrane_dir, range(4), size=96).close()
+def project_dir(tmp_path, slices_dir):
+    make_project(tmp_path / "proj", slices_dir, range(4), size=96).close()
     return tmp_path / "proj"
 
 
@@ -95,12 +95,12 @@ def test_train_on_absent_cuda(project_dir, capsys):
     assert _untouched(project_dir)
 
 
-def test_train_without_labels_or_with_a_misfit_label(tmp_path, membrane_dir, capsys):
-    make_project(tmp_path / "empty", membrane_dir, range(2), size=64, labeled=False).close()
+def test_train_without_labels_or_with_a_misfit_label(tmp_path, slices_dir, capsys):
+    make_project(tmp_path / "empty", slices_dir, range(2), size=64, labeled=False).close()
     _one_line_error(capsys, main(["train", str(tmp_path / "empty"), *TINY]), "no labeled pixels")
     assert _untouched(tmp_path / "empty")
 
-    with make_project(tmp_path / "misfit", membrane_dir, range(2), size=64) as project:
+    with make_project(tmp_path / "misfit", slices_dir, range(2), size=64) as project:
         bad = project.images()[1]
         label_file = project.label_path(bad.id)
     # A label file of another size than its image (written by hand, past the store's checks).
@@ -113,12 +113,12 @@ def test_train_on_a_folder_that_is_not_a_project(tmp_path, capsys):
     _one_line_error(capsys, main(["train", str(tmp_path / "nothing")]), "no such project folder")
 
 
-def test_predict_model_on_files_writes_one_index_png_per_image(project_dir, membrane_dir, tmp_path, capsys):
+def test_predict_model_on_files_writes_one_index_png_per_image(project_dir, slices_dir, tmp_path, capsys):
     assert main(["train", str(project_dir), "--epochs", "1", *TINY]) == 0
     checkpoint = capsys.readouterr().out.strip().splitlines()[-1].split("checkpoint: ")[1]
     inputs = tmp_path / "in"
     inputs.mkdir()
-    image, _ = membrane_pair(membrane_dir, 20, size=80)
+    image, _ = membrane_pair(slices_dir, 20, size=80)
     tifffile.imwrite(inputs / "a.tif", image.astype(np.uint16) * 16)  # 12-bit TIFF
     cv2.imwrite(str(inputs / "b.png"), image[:70, :75])
     out = tmp_path / "masks"

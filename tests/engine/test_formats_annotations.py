@@ -174,9 +174,9 @@ def test_labelme_round_trip_keeps_holes(tmp_path):
     assert back[22, 26] == 2 and back[20, 22] == 1 and back[14, 14] == 0 and back[52, 76] == 255
 
 
-def test_labelme_round_trip_on_membrane_masks(membrane_dir):
+def test_labelme_round_trip_on_membrane_masks(slices_dir):
     for name in ("0.png", "11.png", "29.png"):
-        lab = (np.asarray(Image.open(membrane_dir / "masks" / name)) > 0).astype(np.uint8)
+        lab = (np.asarray(Image.open(slices_dir / "masks" / name)) > 0).astype(np.uint8)
         doc = json.loads(json.dumps(labels_to_labelme(lab, NAMES, name)))
         parsed = _parse_in_memory(doc)
         back = labelme_to_labels(parsed, *lab.shape, _table())

@@ -125,10 +125,10 @@ def test_labelme_round_trip_keeps_holes_and_sparse_labels(project, tmp_path):
             assert min(ious.values()) >= 0.98, (name, ious)
 
 
-def test_labelme_round_trip_on_membrane(membrane_dir, tmp_path):
+def test_labelme_round_trip_on_membrane(slices_dir, tmp_path):
     with Project.create(tmp_path / "m", ["membrane", "cell"]) as p:
-        images = [membrane_dir / "images" / f"{i}.png" for i in range(0, 30, 6)]
-        import_paths(p, images, masks_dir=membrane_dir / "masks")
+        images = [slices_dir / "images" / f"{i}.png" for i in range(0, 30, 6)]
+        import_paths(p, images, masks_dir=slices_dir / "masks")
         export_masks(p, "labelme", tmp_path / "out")
         with Project.create(tmp_path / "m2", ["membrane", "cell"]) as q:
             import_paths(q, [tmp_path / "out"])

@@ -70,12 +70,12 @@ def test_index_masks_matched_by_stem_with_new_classes_and_images_without_masks(p
     assert [c.name for c in project.classes] == ["background", "cell", "class 2", "class 3"]
 
 
-def test_binary_membrane_masks(project, membrane_dir, tmp_path):
-    images = [membrane_dir / "images" / f"{i}.png" for i in range(3)]
-    report = import_paths(project, images, masks_dir=membrane_dir / "masks")
+def test_binary_membrane_masks(project, slices_dir, tmp_path):
+    images = [slices_dir / "images" / f"{i}.png" for i in range(3)]
+    report = import_paths(project, images, masks_dir=slices_dir / "masks")
     assert (report.images, report.labeled, report.classes_added) == (3, 3, [])
     for record in project.images():
-        mask = np.asarray(Image.open(membrane_dir / "masks" / record.name))
+        mask = np.asarray(Image.open(slices_dir / "masks" / record.name))
         np.testing.assert_array_equal(project.read_label(record.id), (mask == 255).astype(np.uint8))
         assert record.labeled_pixels == mask.size
 

@@ -66,11 +66,12 @@ def test_tiled_equals_whole_image_forward():
     assert tiled.uncertainty == pytest.approx(whole.uncertainty, abs=1e-3)
 
 
-def test_tiled_equals_whole_on_membrane_after_training(membrane_dir):
-    """A network that has learnt something (confident, BatchNorm in eval mode) on real data."""
-    image = np.asarray(Image.open(membrane_dir / "images" / "25.png"))
-    train = [(np.asarray(Image.open(membrane_dir / "images" / f"{i}.png")),
-              (np.asarray(Image.open(membrane_dir / "masks" / f"{i}.png")) > 127).astype(np.int64))
+def test_tiled_equals_whole_on_membrane_after_training(slices_dir):
+    """A network that has learnt something (confident, BatchNorm in eval mode) on slices of
+    cells and membranes."""
+    image = np.asarray(Image.open(slices_dir / "images" / "25.png"))
+    train = [(np.asarray(Image.open(slices_dir / "images" / f"{i}.png")),
+              (np.asarray(Image.open(slices_dir / "masks" / f"{i}.png")) > 127).astype(np.int64))
              for i in (0, 5, 10)]
     torch.manual_seed(0)
     model = build_model("unet", 2, 1, base=8, depth=3)

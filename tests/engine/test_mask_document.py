@@ -214,12 +214,12 @@ def test_rejects_bad_arrays():
         doc.paint_line((1, 1), (2, 2), 3, 300)
 
 
-def test_membrane_flood_fill_follows_real_edges(membrane_dir):
+def test_flood_fill_follows_membrane_edges(slices_dir):
     import cv2
 
-    path = sorted((membrane_dir / "images").iterdir())[0]
+    path = sorted((slices_dir / "images").iterdir())[0]
     image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    mask = cv2.imread(str(sorted((membrane_dir / "masks").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
+    mask = cv2.imread(str(sorted((slices_dir / "masks").iterdir())[0]), cv2.IMREAD_GRAYSCALE)
     # Seed in the middle of a cell interior (mask 255) far from the membranes.
     dist = cv2.distanceTransform((mask > 127).astype(np.uint8), cv2.DIST_L2, 5)
     y, x = np.unravel_index(np.argmax(dist), dist.shape)

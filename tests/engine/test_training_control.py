@@ -27,8 +27,8 @@ def tiny_config(**fields) -> TrainConfig:
 
 
 @pytest.fixture(scope="module")
-def small(membrane_dir):
-    return membrane_examples(membrane_dir, range(5), size=128)
+def small(slices_dir):
+    return membrane_examples(slices_dir, range(5), size=128)
 
 
 def test_epoch_budget_runs_exactly_its_steps_and_validates(small, tmp_path):
@@ -136,12 +136,12 @@ def test_sixteen_bit_multichannel_images_train(tmp_path):
     assert len(ckpt.normalization["mean"]) == 5 and ckpt.normalization["mean"][2] > 500
 
 
-def _project(tmp_path, membrane_dir, labeled=True):
-    return make_project(tmp_path / "proj", membrane_dir, range(4), size=96, labeled=labeled)
+def _project(tmp_path, slices_dir, labeled=True):
+    return make_project(tmp_path / "proj", slices_dir, range(4), size=96, labeled=labeled)
 
 
-def test_fine_tuning_continues_from_the_projects_last_run(tmp_path, membrane_dir):
-    with _project(tmp_path, membrane_dir) as project:
+def test_fine_tuning_continues_from_the_projects_last_run(tmp_path, slices_dir):
+    with _project(tmp_path, slices_dir) as project:
         first_losses, second_losses, notices = [], [], []
 
         def log(into):
@@ -179,24 +179,24 @@ def test_fine_tuning_continues_from_the_projects_last_run(tmp_path, membrane_dir
     ({"device": "tpu"}, "unknown device"),
     ({"init": "/nonexistent/model.pt"}, "checkpoint file not found"),
 ])
-def test_refused_runs_write_nothing(tmp_path, membrane_dir, fields, message):
-    with _project(tmp_path, membrane_dir) as project:
+def test_refused_runs_write_nothing(tmp_path, slices_dir, fields, message):
+    with _project(tmp_path, slices_dir) as project:
         with pytest.raises(UserError, match=message):
             train_project(project, tiny_config(epochs=1, **fields))
         assert project.runs() == []
         assert not any((project.path / "models").glob("*"))
 
 
-def test_no_labeled_pixels_is_refused_with_advice(tmp_path, membrane_dir):
-    with _project(tmp_path, membrane_dir, labeled=False) as project:
+def test_no_labeled_pixels_is_refused_with_advice(tmp_path, slices_dir):
+    with _project(tmp_path, slices_dir, labeled=False) as project:
         with pytest.raises(UserError, match="no labeled pixels: paint a few strokes"):
             train_project(project, tiny_config(epochs=1))
         assert project.runs() == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-def test_cuda_asked_for_but_absent_is_refused(tmp_path, membrane_dir):
-    with _project(tmp_path, membrane_dir) as project:
+def test_cuda_asked_for_but_absent_is_refused(tmp_path, slices_dir):
+    with _project(tmp_path, slices_dir) as project:
         with pytest.raises(UserError, match="CUDA was asked for"):
             train_project(project, tiny_config(epochs=1, device="cuda"))
         assert project.runs() == []
@@ -224,9 +224,9 @@ def test_first_run_of_an_fcn_offline_falls_back_to_scratch_with_a_notice(small, 
     assert load_checkpoint(result.best_checkpoint).train["init_kind"] == "scratch"
 
 
-def test_pretrained_asked_for_offline_is_refused_before_writing(tmp_path, membrane_dir, monkeypatch):
+def test_pretrained_asked_for_offline_is_refused_before_writing(tmp_path, slices_dir, monkeypatch):
     _offline(monkeypatch)
-    with _project(tmp_path, membrane_dir) as project:
+    with _project(tmp_path, slices_dir) as project:
         with pytest.raises(UserError, match="ImageNet weights for vgg16"):
             train_project(project, tiny_config(model="fcn32s", model_options={"fc_channels": 16},
                                                init="pretrained", epochs=1))

@@ -1,4 +1,5 @@
-"""Small real training data for the training tests: membrane slices, optionally shrunk."""
+"""Small training data for the training tests: membrane slices (the ISBI 2012 set, or the ones
+the tests make, ``slices_dir``), optionally shrunk."""
 
 from __future__ import annotations
 
