@@ -104,3 +104,21 @@ def test_readme_lists_the_system_packages_of_a_linux_desktop():
     line = next(l for l in readme.splitlines() if l.startswith("sudo apt-get install"))
     for package in xcb_check.DESKTOP_PACKAGES:
         assert package in line.split()
+
+
+# The tests that may take the downloaded ISBI slices (skipped on a fresh clone): learning
+# quality on real images, and reading those very files. Everything else takes ``slices_dir``
+# or the built-in sample.
+REAL_DATA_TESTS = {"tests/engine/test_training_membrane.py", "tests/engine/test_imageio.py"}
+
+
+def test_a_fresh_clone_runs_the_window_and_loop_tests_without_downloaded_data():
+    import re
+
+    takers = set()
+    for path in sorted((REPO / "tests").rglob("test_*.py")):  # what pytest collects
+        # A test or fixture asking for the shared data by its fixture's name.
+        if re.search(r"def \w+\([^)]*\bmembrane_dir\b", path.read_text(encoding="utf-8")):
+            takers.add(path.relative_to(REPO).as_posix())
+    assert takers <= REAL_DATA_TESTS, sorted(takers - REAL_DATA_TESTS)
+    assert not any(t.startswith(("tests/gui/", "tests/e2e/")) for t in takers)
