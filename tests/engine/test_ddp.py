@@ -19,8 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_model(tmp_path, membrane_dir):
-    make_project(tmp_path / "proj", membrane_dir, range(4), size=128).close()
+def test_two_processes_train_one_model(tmp_path, slices_dir):
+    make_project(tmp_path / "proj", slices_dir, range(4), size=128).close()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASKLOOP_TORCH_THREADS": "1"}
     epochs, batch, crop = 2, 2, 64
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
