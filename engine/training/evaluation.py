@@ -29,6 +29,26 @@ def evaluation_images(project, run) -> tuple[list[int], str]:
     return sorted(r.id for r in labeled), "labeled"
 
 
+def validation_labels(project, run) -> tuple[list[tuple[int, "object"]], str]:
+    """``([(image id, label)], kind)``: the labels a model of ``run`` is scored on, with every
+    pixel outside the held-out squares unlabeled (``kind`` "validation"), or all labels where
+    the run trained without validation ("labeled"). ``eval`` and the window's Compare both
+    score these pixels."""
+    from engine.training.holdout import image_key, validation_mask
+
+    ids, kind = evaluation_images(project, run)
+    share = _share(run)
+    names = {r.id: r.name for r in project.images()}
+    out = []
+    for image_id in ids:
+        label = project.read_label(image_id)
+        if kind == "validation":
+            label = label.copy()
+            label[~validation_mask(*label.shape, image_key(names[image_id], image_id), share)] = 255
+        out.append((image_id, label))
+    return out, kind
+
+
 def _share(run) -> float:
     from engine.training.holdout import FRACTION
 
@@ -55,16 +75,9 @@ def evaluate_run(project, run: str | None = None, device="auto", callback=None) 
     predictor = Predictor.from_checkpoint(ckpt, device=device)
     k = ckpt.num_classes
     cm = None
-    from engine.training.holdout import image_key, validation_mask
-
-    share = _share(record)
-    names = {r.id: r.name for r in project.images()}
+    labels, kind = validation_labels(project, record)  # only the held-out squares count
     pixels = 0
-    for n, image_id in enumerate(ids, 1):
-        label = project.read_label(image_id)
-        if kind == "validation":  # only the held-out squares count
-            label = label.copy()
-            label[~validation_mask(*label.shape, image_key(names[image_id], image_id), share)] = 255
+    for n, (image_id, label) in enumerate(labels, 1):
         pixels += int((label != 255).sum())
         prediction = predictor.predict(project.read_image(image_id))
         part = confusion_matrix(prediction.classmap, label, k)

@@ -21,6 +21,7 @@ the whole network's prediction at that moment is the pixel classifier's.
 from __future__ import annotations
 
 import time
+import zlib
 
 import numpy as np
 
@@ -33,6 +34,8 @@ MARGIN = 96  # beyond the widest kernel of the bank (structure tensor at sigma 1
 STEPS = 600
 BATCH = 4096
 LR = 3e-3
+# Responses kept between fits of one live training (floats): 256 M is 1 GiB.
+CACHE_LIMIT = 256 * 2**20
 
 
 def has_pixel_stage(model) -> bool:
@@ -76,30 +79,50 @@ def _responses_at(bank, image: np.ndarray, norm, channels: int, flat_idx: np.nda
     return out
 
 
+def _key(ex: Example) -> tuple:
+    return (ex.ident, ex.name, ex.image.shape)
+
+
 def fit_pixel_stage(model, examples: list[Example], norm, channels: int, class_weights,
                     device, seed: int = 0, max_seconds: float = 15.0, stop_event=None,
-                    refit: bool = False) -> dict | None:
+                    refit: bool = False, cache: dict | None = None) -> dict | None:
     """Fit ``model``'s pixel classifier in place; returns what it did, or None when the model has
     none. Bounded by ``STEPS`` updates and ``max_seconds`` (features included). ``refit``: the
     model is already trained and new labels came in (live training): a third of the updates at
-    a third of the rate, so the rest of the network, trained on the old classifier, still fits."""
+    a third of the rate, so the rest of the network, trained on the old classifier, still fits.
+
+    ``cache`` (a dict the caller keeps between fits): each image's sampled responses, reused
+    while its labels are unchanged. The bank is fixed, so they stay valid; live training then
+    computes the filters only of the image that was just painted, not of every image again."""
     import torch
     import torch.nn.functional as F
 
     if not has_pixel_stage(model):
         return None
     t0 = time.monotonic()
-    rng = np.random.default_rng([seed, 11])
     bank = model.stem
     feats, targets = [], []
     was_training = model.training
+    fresh = 0
     with torch.no_grad():
         for ex in examples:
-            idx = _sample(ex.label, rng)
-            if idx.size == 0:
-                continue
-            feats.append(_responses_at(bank, ex.image, norm, channels, idx, device))
-            targets.append(torch.from_numpy(ex.label.ravel()[idx].astype(np.int64)).to(device))
+            digest = zlib.crc32(np.ascontiguousarray(ex.label).data)
+            kept = cache.get(_key(ex)) if cache is not None else None
+            if kept is not None and kept[0] == digest:
+                _, f, t = kept
+            else:
+                # One generator per image: what an image samples does not depend on the others.
+                rng = np.random.default_rng([seed, 11, zlib.crc32(ex.name.encode("utf-8"))])
+                idx = _sample(ex.label, rng)
+                if idx.size == 0:
+                    continue
+                f = _responses_at(bank, ex.image, norm, channels, idx, device)
+                t = torch.from_numpy(ex.label.ravel()[idx].astype(np.int64)).to(device)
+                fresh += 1
+                if cache is not None and sum(v[1].numel() for v in cache.values()) < CACHE_LIMIT:
+                    cache[_key(ex)] = (digest, f, t)
+            feats.append(f)
+            targets.append(t)
             if stop_event is not None and stop_event.is_set():
                 return None
     if not feats:
@@ -132,4 +155,4 @@ def fit_pixel_stage(model, examples: list[Example], norm, channels: int, class_w
                 break
     model.train(was_training)
     return {"pixels": int(X.shape[0]), "steps": steps, "loss": loss_value,
-            "seconds": round(time.monotonic() - t0, 2)}
+            "images_computed": fresh, "seconds": round(time.monotonic() - t0, 2)}

@@ -13,7 +13,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QTransform, QWheelEvent
+from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainter, QPen, QTransform, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsScene, QGraphicsView, QWidget
 
 from engine.mask_document import MaskDocument
@@ -52,6 +52,8 @@ class Canvas(QGraphicsView):
         self._fill_cache: tuple[bool, np.ndarray] | None = None  # (smoothed, image)
         self._colors: list[tuple[int, int, int]] = []
         self._notice = ""
+        # Validation squares (x, y, w, h, holds labels), drawn as outlines over everything.
+        self._squares: list[tuple[int, int, int, int, bool]] = []
         self.read_only = False  # a project opened read-only: look, don't paint
 
         scene = QGraphicsScene(self)
@@ -116,6 +118,7 @@ class Canvas(QGraphicsView):
         self.prediction_item.set_labels(None if document is None else document.labels)
         self.prediction_item.set_array(None)
         self.confidence_item.set_array(None)
+        self._squares = []
         if document is not None:
             document.add_listener(self._document_changed)
         shape = None if display is None else display.shape
@@ -137,6 +140,16 @@ class Canvas(QGraphicsView):
         """A line shown in the middle of the canvas (an image that cannot be read)."""
         self._notice = text
         self.viewport().update()
+
+    def set_validation_squares(self, squares: list[tuple[int, int, int, int, bool]]) -> None:
+        """Outline the image's held-out squares ``(x, y, w, h, labeled)``: labels inside them
+        validate the model and are never trained on. Labeled squares are drawn solid."""
+        self._squares = list(squares)
+        self.viewport().update()
+
+    @property
+    def validation_squares(self) -> list[tuple[int, int, int, int, bool]]:
+        return list(self._squares)
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -426,6 +439,8 @@ class Canvas(QGraphicsView):
         super().focusOutEvent(event)
 
     def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802
+        if self._squares:
+            self._draw_squares(painter, rect)
         if not self._notice:
             return
         painter.save()
@@ -436,6 +451,28 @@ class Canvas(QGraphicsView):
         painter.setFont(font)
         painter.drawText(self.viewport().rect().adjusted(20, 20, -20, -20),
                          int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), self._notice)
+        painter.restore()
+
+
+    def _draw_squares(self, painter: QPainter, rect: QRectF) -> None:
+        # A dark halo under a light line: visible on dark EM and on bright photos alike.
+        # Cosmetic pens stay one or two screen pixels wide at any zoom.
+        halo = QPen(QColor(0, 0, 0, 170), 3)
+        halo.setCosmetic(True)
+        solid = QPen(QColor(255, 235, 80), 1.5)
+        solid.setCosmetic(True)
+        dashed = QPen(QColor(255, 235, 80, 200), 1, Qt.PenStyle.DashLine)
+        dashed.setCosmetic(True)
+        painter.save()
+        painter.setBrush(Qt.BrushStyle.NoBrush)
+        for x, y, w, h, labeled in self._squares:
+            square = QRectF(x, y, w, h)
+            if not square.intersects(rect):
+                continue
+            painter.setPen(halo)
+            painter.drawRect(square)
+            painter.setPen(solid if labeled else dashed)
+            painter.drawRect(square)
         painter.restore()
 
 

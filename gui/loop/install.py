@@ -1,4 +1,4 @@
-"""Plugs the training and prediction loop into E's main window: docks, actions, menus.
+"""Plugs the training and prediction loop into the main window: docks, actions, menus.
 
 ``install_loop(window)`` is called once at the end of ``MainWindow.__init__`` and only uses the
 window API agreed in ARCHITECTURE.md (project, current image, canvas prediction layer, document,
@@ -20,11 +20,12 @@ from gui.loop.prediction_controller import PredictionController
 from gui.loop.prediction_panel import PredictionPanel
 from gui.loop.training_controller import TrainingController
 from gui.loop.training_panel import TrainingPanel
+from gui.loop.validation_view import ValidationView
 
 
 @dataclass
 class Loop:
-    """Everything install_loop added, kept on ``window.loop`` (tests and E's code reach it there)."""
+    """Everything install_loop added, kept on ``window.loop`` (tests and the window reach it there)."""
 
     training: TrainingController
     predictions: PredictionController
@@ -34,6 +35,7 @@ class Loop:
     model_panel: ModelPanel
     docks: dict[str, QDockWidget]
     actions: dict[str, QAction]
+    validation: ValidationView
 
     def shutdown(self) -> None:
         """Stop every job and wait for its thread (the window is closing)."""
@@ -108,6 +110,15 @@ def install_loop(window) -> Loop:
     act = {}
     act["train"] = _action(window, "&Train", training.toggle, ["Ctrl+T"],
                            "Train a model on the labeled images (Ctrl+T again stops)")
+
+    def toggle_live(_checked: bool = False) -> None:
+        training.toggle_live()
+        # Checked means running: a refused start (no project, read-only) leaves it unchecked.
+        act["live"].setChecked(training.live and training.is_training())
+
+    act["live"] = _action(window, "Train &live", toggle_live, ["Ctrl+L"],
+                          "Train live: the model learns while you label, until you stop it "
+                          "(Ctrl+L again)", checkable=True)
     act["stop"] = _action(window, "&Stop training", training.stop, ["Ctrl+Shift+T"],
                           "Stop training; the last checkpoint is kept")
     act["stop"].setEnabled(False)
@@ -135,6 +146,10 @@ def install_loop(window) -> Loop:
     prediction_panel.accept_button.setEnabled(False)
     act["label_next"] = _action(window, "&Label next", predictions.label_next, ["N"],
                                 "Go to the image the model is least sure of")
+    validation = ValidationView(window)
+    act["validation_squares"] = _action(window, "Show &validation squares", validation.set_shown,
+                                        tip="Outline the squares whose labels validate the model "
+                                        "(they are never trained on)", checkable=True)
     act["sort_uncertainty"] = _action(window, "Sort images by &uncertainty",
                                       lambda: window.image_panel.set_sort("uncertainty"),
                                       tip="Most uncertain images first")
@@ -146,14 +161,14 @@ def install_loop(window) -> Loop:
                                        tip=f"Export the active model as {fmt}")
 
     menu = window.menu("&Model")
-    for key in ("train", "stop", None, "predict_all", "accept", "label_next", None, "compare"):
+    for key in ("train", "live", "stop", None, "predict_all", "accept", "label_next", None, "compare"):
         menu.addSeparator() if key is None else menu.addAction(act[key])
     export_menu = menu.addMenu("&Export active model")
     for fmt in EXPORT_FORMATS:
         export_menu.addAction(act[f"export_{fmt}"])
     view = window.menu("&View")
     view.addSeparator()
-    for key in ("show_prediction", "confidence", "sort_uncertainty"):
+    for key in ("show_prediction", "confidence", "validation_squares", "sort_uncertainty"):
         view.addAction(act[key])
     for dock in docks.values():
         view.addAction(dock.toggleViewAction())
@@ -161,10 +176,17 @@ def install_loop(window) -> Loop:
     if toolbar is not None:
         toolbar.addSeparator()
         # One Train button that turns into Stop while training (the menu has both).
-        for key in ("train", "predict_all", "label_next"):
+        for key in ("train", "live", "predict_all", "label_next"):
             toolbar.addAction(act[key])
 
     def running_changed(running: bool) -> None:
+        live = running and training.live
+        act["live"].setChecked(live)
+        act["live"].setEnabled(not running or live)
+        if live:
+            predictions.live_started()
+        elif not running:
+            predictions.live_ended()
         act["stop"].setEnabled(running)
         act["train"].setText("&Stop training" if running else "&Train")
         act["train"].setToolTip("Stop training (Ctrl+T)" if running else
@@ -177,7 +199,9 @@ def install_loop(window) -> Loop:
     models.activated.connect(lambda _run: predictions.predict_current())
     training.checkpointSaved.connect(
         lambda path: predictions.predict_current(path, None, store=False)
-        if prediction_panel.after_epoch_check.isChecked() else None)
+        if prediction_panel.after_epoch_check.isChecked() and not training.live else None)
+    # Live training: every kept model refreshes the current image (and the next, ahead).
+    training.modelKept.connect(predictions.live_model_kept)
 
     def project_changed(project) -> None:
         loop.shutdown()  # jobs hold the old project; they must not outlive it
@@ -193,12 +217,12 @@ def install_loop(window) -> Loop:
             "new run here.")
         models.refresh()
         predictions.image_changed()
-        for key in ("train", "predict_all", "label_next", "compare"):
+        for key in ("train", "live", "predict_all", "label_next", "compare"):
             act[key].setEnabled(project is not None)
 
     window.projectChanged.connect(project_changed)
     loop = Loop(training, predictions, models, training_panel, prediction_panel, model_panel,
-                docks, act)
+                docks, act, validation)
     window.loop = loop
     project_changed(window.project)
     return loop

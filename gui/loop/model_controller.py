@@ -26,17 +26,6 @@ EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
 PACKAGE_KEY = "bioimageio_package"  # project setting: the name, authors, licence given last
 
 
-def validation_ids(run) -> list[int] | None:
-    """The images a run held out for validation (ids, as train_project records them), or None
-    where it recorded none."""
-    for source in (run.metrics, run.config):
-        if isinstance(source, dict):
-            ids = source.get("val_image_ids")
-            if isinstance(ids, list) and ids:
-                return [int(i) for i in ids]
-    return None
-
-
 def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.ndarray]],
                   class_names: list[str]):
     """Worker job factory: each checkpoint predicts the same images; per-class IoU and Dice of
@@ -145,24 +134,25 @@ class ModelController(QObject):
         if not checkpoints:
             return False
         self.window.flush_labels()
-        by_id = {r.id: r for r in project.labeled_images()}
-        # The same images for every run: those the newest chosen run held out for validation;
-        # runs that recorded no split are compared on every labeled image.
+        # The same pixels for every run, as `eval` scores: the labels inside the held-out
+        # validation squares, which no run trains on (engine.training.evaluation).
+        from engine.training.evaluation import validation_labels
+
         newest = max((records[n] for n in checkpoints), key=lambda r: r.created)
-        ids = [i for i in (validation_ids(newest) or []) if i in by_id]
-        if ids:
-            chosen = [by_id[i] for i in ids]
-            note = (f"On the {len(chosen)} validation image(s) of {newest.name}, labeled pixels "
-                    f"only. Best of each row in bold.")
-        else:
-            chosen = list(by_id.values())
-            note = (f"On all {len(chosen)} labeled image(s), labeled pixels only (the runs "
-                    f"recorded no validation split, so this includes images they trained on).")
-        if not chosen:
+        examples, kind = validation_labels(project, newest)
+        if not examples:
             self.window.show_error("Nothing to compare on", "No image has labels yet: label "
                                    "some pixels, then compare.")
             return False
-        examples = [(project.image_path(r.id), project.read_label(r.id)) for r in chosen]
+        pixels = sum(int((label != 255).sum()) for _, label in examples)
+        if kind == "validation":
+            note = (f"On the validation squares of {len(examples)} image(s) ({pixels:,} labeled "
+                    f"pixels no run trained on). Best of each row in bold.")
+        else:
+            note = (f"On all labels of {len(examples)} image(s) ({pixels:,} pixels): the newest "
+                    f"run trained without validation, so this includes pixels it learned from.")
+        chosen = examples
+        examples = [(project.image_path(image_id), label) for image_id, label in examples]
         class_names = [c.name for c in project.classes]
         worker = Worker(evaluate_runs(checkpoints, examples, class_names), "compare")
         worker.event.connect(lambda e: self.panel.set_busy(

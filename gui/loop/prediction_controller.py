@@ -15,7 +15,13 @@ from PySide6.QtCore import QObject, Signal
 from engine.errors import UserError
 from gui.loop.prediction_panel import PredictionPanel
 from gui.loop.predictions import accept_unlabeled, pick_next, region_at
-from gui.loop.worker import Worker, training_threads
+from gui.loop.worker import Worker, training_threads, usable_cores
+
+
+def live_prefetch() -> int:
+    """Images after the current one predicted ahead with each kept live model: on a small CPU
+    every prediction is taken from the training, so one; two where cores are plenty."""
+    return 1 if usable_cores() <= 4 else 2
 
 
 def confidence_to_u8(confidence: np.ndarray) -> np.ndarray:
@@ -65,6 +71,15 @@ class PredictionController(QObject):
         self._all_total = 0
         self._all_done = 0
         self.active_checkpoint: tuple[str | None, Path] | None = None  # (run, checkpoint)
+        # Live training: the kept model's checkpoint, its generation (one per kept model), the
+        # predictions made with kept models (image id -> (generation, step, class map,
+        # confidence)) and the images waiting for the newest one.
+        self.live_path: Path | None = None
+        self.live_gen = 0
+        self.live_step = 0
+        self.live_cache: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}
+        self._live_queue: list[int] = []
+        self.live_worker: Worker | None = None
 
         canvas = window.canvas
         panel.visibleToggled.connect(canvas.set_prediction_visible)
@@ -85,6 +100,8 @@ class PredictionController(QObject):
         active, predict it (the user came to this image to see what the model makes of it)."""
         project = self.window.project
         image_id = self.window.current_image_id() if image_id is None else image_id
+        if self.live_path is not None and self._live_image_changed(image_id):
+            return
         stored = None
         if project is not None and image_id is not None:
             stored = project.read_prediction(image_id)
@@ -175,6 +192,108 @@ class PredictionController(QObject):
             checkpoint, run, store = self._pending
             self._pending = None
             self.predict_current(checkpoint, run, store)
+
+    # -- live training: each kept model refreshes what the user looks at ----------------------------
+
+    def live_started(self) -> None:
+        self.live_path, self.live_gen, self.live_step = None, 0, 0
+        self.live_cache.clear()
+        self._live_queue.clear()
+
+    def live_ended(self) -> None:
+        """Live training stopped: its run becomes the active model (and predicts) as any run."""
+        self.live_path = None
+        self.live_cache.clear()
+        self._live_queue.clear()
+        if self.live_worker is not None:
+            self.live_worker.cancel()
+
+    def live_model_kept(self, path: Path, step: int) -> None:
+        """A better model: predict the current image with it, then the next ones."""
+        self.live_path, self.live_step = Path(path), int(step)
+        self.live_gen += 1
+        current = self.window.current_image_id()
+        if current is not None:
+            self._queue_live(current, ahead=True)
+
+    def _queue_live(self, image_id: int, ahead: bool) -> None:
+        wanted = [image_id]
+        if ahead:
+            panel, neighbour = self.window.image_panel, image_id
+            for _ in range(live_prefetch()):
+                neighbour = panel.neighbour(neighbour, 1)
+                if neighbour is None or neighbour in wanted:
+                    break
+                wanted.append(neighbour)
+        # The current image first; images the user left behind are not worth the CPU.
+        self._live_queue = [i for i in wanted if self._live_stale(i)]
+        self._live_next()
+
+    def _live_stale(self, image_id: int) -> bool:
+        cached = self.live_cache.get(image_id)
+        return cached is None or cached[0] < self.live_gen
+
+    def _live_image_changed(self, image_id: int | None) -> bool:
+        """Show the live model's prediction of the new image; True when handled."""
+        if image_id is None or self.window.project is None or self.window.document is None:
+            return False
+        cached = self.live_cache.get(image_id)
+        if cached is not None:
+            self._show_live(image_id, cached)
+        if self.live_gen == 0:  # no model kept yet: show what is stored, if anything
+            return cached is not None
+        self._queue_live(image_id, ahead=True)
+        if cached is None:
+            self._show(None)
+            self.panel.info_label.setText("Predicting this image with the live model…")
+        return True
+
+    def _show_live(self, image_id: int, cached) -> None:
+        gen, step, classmap, confidence = cached
+        self._show((image_id, classmap, confidence))
+        newer = "" if gen == self.live_gen else " (a newer model is predicting it)"
+        self.panel.info_label.setText(f"Prediction of the live model kept at step {step}{newer}.")
+
+    def _live_next(self) -> None:
+        if self.live_worker is not None or self.live_path is None:
+            return
+        while self._live_queue and not self._live_stale(self._live_queue[0]):
+            self._live_queue.pop(0)
+        if not self._live_queue:
+            return
+        project = self.window.project
+        image_id = self._live_queue.pop(0)
+        try:
+            image_path = project.image_path(image_id)
+        except UserError:  # removed meanwhile
+            self._live_next()
+            return
+        gen, step = self.live_gen, self.live_step
+        worker = Worker(_predict_one(self.live_path, image_path), "predict-live")
+        worker.finished.connect(lambda p, i=image_id, g=gen, s=step: self._live_predicted(i, g, s, p))
+        worker.failed.connect(self._live_failed)
+        worker.done.connect(self._live_done)
+        self.live_worker = worker.start()
+
+    def _live_predicted(self, image_id: int, gen: int, step: int, prediction) -> None:
+        if prediction is None or self.live_path is None:
+            return
+        old = self.live_cache.get(image_id)
+        if old is not None and old[0] > gen:
+            return
+        cached = (gen, step, prediction.classmap, confidence_to_u8(prediction.confidence))
+        self.live_cache[image_id] = cached
+        if image_id == self.window.current_image_id():
+            self._show_live(image_id, cached)
+
+    def _live_failed(self, message: str, log: str) -> None:
+        # The kept checkpoint is replaced while training runs; one failed look is retried with
+        # the next kept model, and says so without a dialog in the middle of labeling.
+        self.window.status_message(f"Live prediction failed: {message}", 8000)
+
+    def _live_done(self) -> None:
+        self.live_worker = None
+        self._live_next()
 
     # -- every image ---------------------------------------------------------------------------------
 
@@ -319,7 +438,8 @@ class PredictionController(QObject):
 
     def shutdown(self, msecs: int = 15_000) -> None:
         self._pending = None
-        for worker in (self.one_worker, self.all_worker):
+        self._live_queue.clear()
+        for worker in (self.one_worker, self.all_worker, self.live_worker):
             if worker is not None and worker.is_running():
                 worker.cancel()
                 worker.wait(msecs)

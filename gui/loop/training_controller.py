@@ -1,9 +1,12 @@
 """Starts, follows and stops a training from the window: the Training dock's logic.
 
-The training itself is ``engine.training.train_project`` in a :class:`~gui.loop.worker.Worker`;
+The training itself is ``engine.training.train_project`` (the Train button) or
+``engine.training.train_live`` (the Live button, Ctrl+L) in a :class:`~gui.loop.worker.Worker`;
 torch is imported there, in the worker's thread, the first time the user trains. Labels reach
-it as a snapshot: the window flushes every unsaved label to disk first and the engine reads the
-label files at its start, so the user may keep painting while it trains.
+it as snapshots: the window flushes every unsaved label to disk first and the engine reads the
+label files, at its start (batch) or whenever one changed (live: the autosave delay is shortened
+to ``LIVE_AUTOSAVE_MS`` meanwhile, so a stroke reaches the trainer within seconds). The worker
+never touches the documents the user paints on.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Signal
+import time
+
+from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.errors import UserError, WeightsUnavailableError
@@ -23,6 +28,9 @@ if TYPE_CHECKING:
     from engine.project import RunRecord
 
 SETTINGS_KEY = "loop.training"
+# While live training runs, a stroke is saved this long after the pen lifts (instead of the
+# usual autosave delay), so that the trainer's next look at the label files finds it.
+LIVE_AUTOSAVE_MS = 400
 OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel and choose a "
               "smaller batch size or crop size, then train again.")
 
@@ -54,11 +62,13 @@ def probe_devices(emit, stop) -> dict:
 class TrainingController(QObject):
     """Signals: ``runningChanged(bool)``; ``trainingFinished(result)`` with the engine's
     ``TrainResult`` (also when stopped: the last checkpoint is kept); ``checkpointSaved(path)``
-    for each new checkpoint while training."""
+    for each new checkpoint while training; ``modelKept(path, step)`` each time live training
+    keeps a better model (the checkpoint to predict with now)."""
 
     runningChanged = Signal(bool)
     trainingFinished = Signal(object)
     checkpointSaved = Signal(object)
+    modelKept = Signal(object, int)
 
     def __init__(self, window, panel: TrainingPanel):
         super().__init__(window)
@@ -70,8 +80,15 @@ class TrainingController(QObject):
         self._last_step = 0
         self._overrides: dict[str, Any] = {}
         self._stopping = False
+        self.live = False  # the running training is a live one
+        self._live_state: dict[str, Any] = {}
+        self._saved_debounce: int | None = None
+        self._live_timer = QTimer(self)  # "kept 0:12 ago" keeps counting between steps
+        self._live_timer.setInterval(1000)
+        self._live_timer.timeout.connect(self._show_live)
         panel.trainClicked.connect(self.start)
         panel.stopClicked.connect(self.stop)
+        panel.liveClicked.connect(self.toggle_live)
         panel.advancedOpened.connect(self.probe)
         window.close_guards.append(self.confirm_close)
 
@@ -141,37 +158,76 @@ class TrainingController(QObject):
         else:
             self.start()
 
-    def start(self, overrides: dict[str, Any] | None = None) -> bool:
+    def toggle_live(self) -> None:
+        """Ctrl+L and the Live button: start live training, or stop the live training."""
+        if self.is_training():
+            if self.live:
+                self.stop()
+            else:
+                self.window.status_message("A training is running: stop it first (Ctrl+T), "
+                                           "then train live.", 8000)
+        else:
+            self.start(live=True)
+
+    def _config(self, overrides: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The TrainConfig keywords of a training about to start, or None (the user was told)."""
         project = self.window.project
         if self.is_running() or project is None:
-            return False
+            return None
         if getattr(project, "readonly", False):
             self.window.show_error("Cannot train", "This project is open read-only (another "
                                    "Maskloop has it open); training would write a model into it.")
-            return False
+            return None
         # The engine reads the label files: they must be current.
         if self.window.flush_labels() is False:
             self.window.show_error("Cannot train", "Some labels could not be saved, so training "
                                    "would not see them. Fix the cause shown before, then train.")
-            return False
+            return None
         settings = self.panel.settings()
         project.set_setting(SETTINGS_KEY, settings)
         config = dict(settings)
         config["num_threads"] = training_threads()
         config.update(overrides or {})
+        return config
+
+    def start(self, overrides: dict[str, Any] | None = None, live: bool = False) -> bool:
+        config = self._config(overrides)
+        if config is None:
+            return False
+        project = self.window.project
         self._overrides = dict(overrides or {})
+        if live:
+            # Until stopped: the budget fields are for the Train button.
+            config.update(minutes=None, epochs=None)
 
-        def job(emit, stop):
-            from engine.training import TrainConfig, train_project
+            def job(emit, stop):
+                from engine.training import TrainConfig, train_live
 
-            return train_project(project, TrainConfig(**config), callback=emit, stop_event=stop)
+                return train_live(project, TrainConfig(**config), callback=emit, stop_event=stop)
+        else:
+            def job(emit, stop):
+                from engine.training import TrainConfig, train_project
+
+                return train_project(project, TrainConfig(**config), callback=emit, stop_event=stop)
 
         self._last_step = 0
         self._stopping = False
-        self.panel.set_running(True)
-        self.panel.show_epoch_line(f"— Training {self.panel.model_combo.currentText()} "
+        self.live = live
+        self.panel.set_running(True, live=live)
+        what = "Live training" if live else "Training"
+        self.panel.show_epoch_line(f"— {what} {self.panel.model_combo.currentText()} "
                                    f"({config['init']} start) —")
-        worker = Worker(job, "training")
+        if live:
+            self._live_state = {"step": 0, "score": None, "kept_step": None, "kept_at": None,
+                                "images": 0, "labels_at": None}
+            self.panel.status_label.setText("Live: loading the model… paint on: every saved "
+                                            "stroke joins the training.")
+            session = getattr(self.window, "session", None)
+            if session is not None:
+                self._saved_debounce = session.debounce_ms
+                session.debounce_ms = min(session.debounce_ms, LIVE_AUTOSAVE_MS)
+            self._live_timer.start()
+        worker = Worker(job, "live-training" if live else "training")
         worker.event.connect(self._on_event)
         worker.finished.connect(self._on_finished)
         worker.failed.connect(self._on_failed)
@@ -184,8 +240,10 @@ class TrainingController(QObject):
         if self.is_training() and not self._stopping:
             self._stopping = True
             self.worker.cancel()
-            self.panel.status_label.setText("Stopping… the last checkpoint is kept.")
+            self.panel.status_label.setText("Stopping… the best model is kept." if self.live
+                                            else "Stopping… the last checkpoint is kept.")
             self.panel.stop_button.setEnabled(False)
+            self.panel.live_button.setEnabled(False)
 
     def confirm_close(self) -> bool:
         """Close guard: ask before closing over a training; on yes, stop it and wait."""
@@ -220,13 +278,60 @@ class TrainingController(QObject):
 
     def _on_TrainStarted(self, e) -> None:  # noqa: N802 - named after the event class
         self.panel.show_started(e.device_name, e.num_train, e.num_val)
+        if self.live:
+            self.panel.progress.setFormat("live")
+            self.panel.show_epoch_line(f"{e.device_name}: {e.num_train} labeled image(s), "
+                                       f"{e.num_val} with validation squares")
+            return
         self.panel.show_epoch_line(f"{e.device_name}: {e.num_train} training and {e.num_val} "
                                    f"validation image(s)")
 
     def _on_StepDone(self, e) -> None:  # noqa: N802
         self._last_step = e.step
-        self.panel.show_step(e.step, e.epoch, e.loss, e.images_per_s, e.progress, e.eta_s)
+        if self.live:
+            self._live_state["step"] = e.step
+            self._show_live()
+        else:
+            self.panel.show_step(e.step, e.epoch, e.loss, e.images_per_s, e.progress, e.eta_s)
         self.panel.chart.add_step(e.step, e.loss)
+
+    def _on_LabelsUpdated(self, e) -> None:  # noqa: N802
+        self._live_state.update(images=e.images, labels_at=time.monotonic())
+        names = self.window.project.classes if self.window.project is not None else []
+        classes = ", ".join(names[c].name for c in e.classes if c < len(names))
+        self.panel.show_epoch_line(f"Labels read: {e.images} image(s), {e.train_pixels:,} "
+                                   f"training and {e.val_pixels:,} validation pixels"
+                                   + (f" ({classes})" if classes else ""))
+        self._show_live()
+
+    def _on_ModelKept(self, e) -> None:  # noqa: N802
+        step = self._live_state.get("step", e.step)
+        if e.path is None:
+            if e.score is not None and e.previous is not None:
+                self.panel.show_epoch_line(f"Step {e.step}: validation mIoU {e.score:.3f}, not "
+                                           f"better than the model in use ({e.previous:.3f})")
+            return
+        self._live_state.update(kept_step=e.step, kept_at=time.monotonic(),
+                                score=e.score, step=max(step, e.step))
+        if e.score is not None:
+            self.panel.chart.add_epoch(e.step, None, e.score)
+            was = f" (was {e.previous:.3f})" if e.previous is not None else ""
+            self.panel.show_epoch_line(f"Step {e.step}: model kept, validation mIoU "
+                                       f"{e.score:.3f}{was}")
+        else:
+            self.panel.show_epoch_line(f"Step {e.step}: model kept (no validation pixels yet: "
+                                       "label more to have it judged)")
+        self._show_live()
+        self.modelKept.emit(Path(e.path), int(e.step))
+
+    def _show_live(self) -> None:
+        if not self.live or not self.is_training() or self._stopping:
+            return
+        st, now = self._live_state, time.monotonic()
+        self.panel.show_live(st.get("step", 0), st.get("score"), st.get("kept_step"),
+                             None if st.get("kept_at") is None else now - st["kept_at"],
+                             st.get("images", 0),
+                             None if st.get("labels_at") is None else now - st["labels_at"])
 
     def _on_EpochDone(self, e) -> None:  # noqa: N802
         iou = mean_iou(e.val_metrics)
@@ -252,7 +357,16 @@ class TrainingController(QObject):
         took = format_duration(self.panel.elapsed())
         what = f"run {result.run}" if getattr(result, "run", None) else "the model"
         score = f", validation mIoU {iou:.3f}" if iou is not None else ""
-        if getattr(result, "stopped", False):
+        if result is None:  # live training stopped before any label was saved
+            text = "Live training stopped before any label was saved: no model was made."
+            self.panel.show_stopped_or_failed(text)
+            self.panel.show_epoch_line(text)
+            return
+        if self.live:
+            kept = metrics.get("improvements")
+            text = (f"Live training stopped after {took}: {what} keeps the best model"
+                    f"{score}" + (f" ({kept} improvement(s) kept)." if kept else "."))
+        elif getattr(result, "stopped", False):
             text = f"Stopped after {took}; {what} keeps its last checkpoint{score}."
         else:
             text = f"Done in {took}: {what}{score}."
@@ -280,6 +394,13 @@ class TrainingController(QObject):
 
     def _on_done(self) -> None:
         self._stopping = False
+        if self.live:
+            self._live_timer.stop()
+            session = getattr(self.window, "session", None)
+            if session is not None and self._saved_debounce is not None:
+                session.debounce_ms = self._saved_debounce
+            self._saved_debounce = None
+        self.live = False
         self.panel.set_running(False)
         self.runningChanged.emit(False)
 

@@ -32,6 +32,11 @@ PRETRAINED_LABELS = {"unet": "Pretrained encoder (ResNet-18, ImageNet)"}
 INIT_OPTIONS = ("pretrained", "weights_path")
 
 
+LIVE_TIP = ("Train live (Ctrl+L): the model keeps learning while you label, until you stop it. "
+            "Every saved stroke joins within seconds; a new model replaces the one in use only "
+            "when it scores better on the validation squares.")
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "--:--"
@@ -44,6 +49,7 @@ def format_duration(seconds: float | None) -> str:
 class TrainingPanel(QWidget):
     trainClicked = Signal()
     stopClicked = Signal()
+    liveClicked = Signal()  # the Live button: start live training, or stop it
     advancedOpened = Signal()  # the controller then asks a worker which devices exist
 
     def __init__(self, parent: QWidget | None = None):
@@ -51,6 +57,7 @@ class TrainingPanel(QWidget):
         # model name -> (newest usable run of it, its model options): what "continue" means.
         self._last_runs: dict[str, tuple[str, dict]] = {}
         self._started_at = 0.0
+        self._live = False
 
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("The network to train")
@@ -110,10 +117,16 @@ class TrainingPanel(QWidget):
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop training and keep the last checkpoint (Ctrl+Shift+T)")
         self.stop_button.setEnabled(False)
+        # Checkable, but its state is the controller's: it shows whether live training runs.
+        self.live_button = QPushButton("Live")
+        self.live_button.setCheckable(True)
+        self.live_button.setToolTip(LIVE_TIP)
         self.train_button.clicked.connect(self.trainClicked)
         self.stop_button.clicked.connect(self.stopClicked)
+        self.live_button.clicked.connect(self._live_clicked)
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button, 1)
+        buttons.addWidget(self.live_button, 1)
         buttons.addWidget(self.stop_button, 1)
 
         self.progress = QProgressBar()
@@ -281,11 +294,21 @@ class TrainingPanel(QWidget):
 
     # -- progress ---------------------------------------------------------------------------------
 
-    def set_running(self, running: bool) -> None:
+    def _live_clicked(self) -> None:
+        # The button shows the controller's state, not the click: it is set again by
+        # set_running (a refused start leaves it unchecked).
+        self.live_button.setChecked(self._live)
+        self.liveClicked.emit()
+
+    def set_running(self, running: bool, live: bool = False) -> None:
         for widget in (self.model_combo, self.init_combo, self.budget_spin, self.budget_unit,
                        self.advanced_box):
             widget.setEnabled(not running)
+        self._live = running and live
         self.train_button.setEnabled(not running)
+        self.live_button.setEnabled(not running or live)
+        self.live_button.setChecked(self._live)
+        self.live_button.setText("Live ●" if self._live else "Live")
         self.stop_button.setEnabled(running)
         if running:
             self._started_at = time.monotonic()
@@ -294,6 +317,28 @@ class TrainingPanel(QWidget):
             self.progress.setValue(0)
             self.progress.setFormat("starting…")
             self.status_label.setText("Preparing the images and the model…")
+            if live:  # no end to show: a full bar that names the step (no busy animation,
+                # which would repaint the window all the time)
+                self.progress.setValue(self.progress.maximum())
+                self.progress.setFormat("live")
+
+    def is_live(self) -> bool:
+        return self._live
+
+    def show_live(self, step: int, score: float | None, kept_step: int | None,
+                  kept_ago_s: float | None, images: int, labels_age_s: float | None) -> None:
+        """Live training's one line: what the model is doing and when it last improved."""
+        self.progress.setFormat(f"live  ·  step {step}")
+        parts = [f"Live: step {step}"]
+        if score is not None:
+            parts.append(f"validation mIoU {score:.3f}")
+        if kept_step is not None:
+            ago = "" if kept_ago_s is None else f", {format_duration(kept_ago_s)} ago"
+            parts.append(f"model kept at step {kept_step}{ago}")
+        if images:
+            fresh = "" if labels_age_s is None else f" (labels read {format_duration(labels_age_s)} ago)"
+            parts.append(f"{images} labeled image(s){fresh}")
+        self.status_label.setText(" · ".join(parts) + ".")
 
     def show_started(self, device_name: str, num_train: int, num_val: int) -> None:
         self.status_label.setText(f"Training on {device_name}: {num_train} image(s) for training, "

@@ -101,7 +101,8 @@ def close_window(qtbot, window) -> None:
 
 def running_workers(loop) -> list:
     return [loop.training.worker, loop.training._probe, loop.predictions.one_worker,
-            loop.predictions.all_worker, loop.models.compare_worker, loop.models.export_worker]
+            loop.predictions.all_worker, loop.predictions.live_worker, loop.models.compare_worker,
+            loop.models.export_worker]
 
 
 def quick_training(loop, minutes: float | None = None, epochs: int | None = 1) -> None:

@@ -139,8 +139,16 @@ def test_compare_shows_per_class_iou_of_runs_side_by_side(qtbot, tmp_path, dialo
         mean = results[run]["mean_iou"]
         assert table.item(table.rowCount() - 1, col).text() == f"{mean:.3f}"
         assert 0.0 <= mean <= 1.0
-    val_ids = project.runs()[-1].metrics["val_image_ids"]
-    assert f"{len(val_ids)} validation image" in loop.model_panel.compare_label.text()
+    # The same pixels as `eval`: the labels in the held-out squares, and the note says so.
+    from engine.training.evaluation import evaluate_run
+
+    for run in runs:
+        assert abs(results[run]["mean_iou"] - evaluate_run(project, run)["mean_iou"]) < 1e-9
+    expected = evaluate_run(project, runs[-1])
+    assert expected["images"] == "validation"
+    note = loop.model_panel.compare_label.text()
+    assert f"validation squares of {expected['num_images']} image(s)" in note
+    assert f"{expected['pixels']:,} labeled pixels" in note
 
     # Choosing a run makes it predict; the choice is kept in the project.
     with qtbot.waitSignal(loop.predictions.predictionShown, timeout=60_000):

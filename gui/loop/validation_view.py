@@ -1,0 +1,80 @@
+"""Shows the user which pixels validate: the current image's held-out squares on the canvas.
+
+Which squares are held out is the engine's fixed rule (:mod:`engine.training.holdout`, numpy
+only: no torch is imported for it), the same in every batch and live training, in ``eval`` and
+in Compare. Labels painted inside a square judge the model and are never trained on; a square
+holding labels is drawn solid, an empty one dashed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QObject, QTimer
+
+from engine.training.holdout import CELL, image_key, validation_cells
+from engine.training.data import UNLABELED
+
+
+def held_out_squares(labels: np.ndarray, image_id: int) -> list[tuple[int, int, int, int, bool]]:
+    """(x, y, w, h, holds labels) of every held-out square of an image with these labels."""
+    h, w = labels.shape
+    cells = validation_cells(h, w, image_key("", ident=image_id))
+    squares = []
+    for cy, cx in zip(*np.nonzero(cells)):
+        y0, x0 = int(cy) * CELL, int(cx) * CELL
+        y1, x1 = min(h, y0 + CELL), min(w, x0 + CELL)
+        labeled = bool((labels[y0:y1, x0:x1] != UNLABELED).any())
+        squares.append((x0, y0, x1 - x0, y1 - y0, labeled))
+    return squares
+
+
+class ValidationView(QObject):
+    """Draws the held-out squares while :attr:`shown` (View > Show validation squares)."""
+
+    def __init__(self, window) -> None:
+        super().__init__(window)
+        self.window = window
+        self.shown = False
+        self._session = None
+        # Painting changes which squares hold labels; a stroke is many edits, one redraw.
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(250)
+        self._timer.timeout.connect(self.refresh)
+        window.currentImageChanged.connect(lambda _id: self.refresh())
+        window.projectChanged.connect(self._project_changed)
+        self._project_changed(window.project)
+
+    def _project_changed(self, _project) -> None:
+        session = getattr(self.window, "session", None)
+        if session is not self._session:
+            if self._session is not None:
+                try:
+                    self._session.edited.disconnect(self._edited)
+                except (RuntimeError, TypeError):  # the old session is gone already
+                    pass
+            self._session = session
+            if session is not None:
+                session.edited.connect(self._edited)
+        self.refresh()
+
+    def set_shown(self, shown: bool) -> None:
+        self.shown = bool(shown)
+        self.refresh()
+
+    def _edited(self, image_id: int) -> None:
+        if self.shown and image_id == self.window.current_image_id():
+            self._timer.start()
+
+    def refresh(self) -> None:
+        canvas, doc = self.window.canvas, self.window.document
+        image_id = self.window.current_image_id()
+        if not self.shown or doc is None or image_id is None:
+            canvas.set_validation_squares([])
+            return
+        squares = held_out_squares(doc.labels, image_id)
+        canvas.set_validation_squares(squares)
+        labeled = sum(1 for s in squares if s[4])
+        self.window.status_message(
+            f"{len(squares)} validation square(s) on this image, {labeled} with labels: labels "
+            "there judge the model and are never trained on.", 6000)
