@@ -23,8 +23,20 @@ def main(argv: list[str] | None = None) -> int:
         from engine.cli import main as cli_main
 
         return cli_main(argv)
-    from gui.app import main as gui_main
+    try:
+        from gui.app import main as gui_main
+    except ImportError as exc:
+        # A machine with only Python lacks libraries PySide6's own modules need (GLib, EGL,
+        # ...): one line naming all of them, not a traceback naming the first.
+        import os
 
+        from gui.xcb_check import import_problem
+
+        problem = import_problem(exc, os.environ, sys.platform)
+        if problem is None:
+            raise
+        print(f"maskloop: cannot open the window: {problem}", file=sys.stderr)
+        return 2
     return gui_main(argv)
 
 

@@ -16,6 +16,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from gui.settings import APPLICATION, ORGANIZATION
+from gui.xcb_check import no_display_reason
 
 SAMPLE_NAME = "sample-project"
 
@@ -69,17 +70,6 @@ def startup_project(window, argv: list[str]) -> None:
             window.show_error("Cannot write the sample project", str(exc))
             return
     window.project_actions.open_path(sample, ask=False)
-
-
-def no_display_reason(environ, platform: str) -> str | None:
-    """Why the window cannot open here, or None. Without it Qt aborts the process with a
-    page about platform plugins, which tells a user on a server nothing useful."""
-    if not platform.startswith("linux") or environ.get("QT_QPA_PLATFORM"):
-        return None
-    if environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY"):
-        return None
-    return ("no display (DISPLAY and WAYLAND_DISPLAY are unset); the command line works without "
-            "one: python main.py --help")
 
 
 def missing_system_libraries() -> str | None:
