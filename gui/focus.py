@@ -4,8 +4,10 @@
   scrolling a panel over its fields scrolls the panel (the Training panel's Budget once went
   from 1 to 4 under a scrolling user). The wheel event goes on to the parent (the scroll area).
 - A field does not take the focus from a wheel turn (``Qt.StrongFocus``, not ``WheelFocus``).
-- After a one-line field is edited (Enter, Return or Escape), the keyboard goes back to the
-  canvas: the next 2, E or Ctrl+Z paints or undoes instead of typing into the field.
+- After a one-line field is edited (Enter, Return or Escape), or a spin box stepped with its
+  arrow buttons, the keyboard goes back to the canvas: the next 2, E or Ctrl+Z paints or undoes
+  instead of typing into the field (a 2 after a click on the brush size's arrow once made the
+  brush 2 px wide).
 
 ``install_field_guards(root, home)`` walks ``root``'s widgets once; call it again after adding
 panels (it skips widgets it already guards).
@@ -96,6 +98,11 @@ class FieldGuard(QObject):
             return True
         if kind == QEvent.Type.KeyPress and event.key() in _RETURN_KEYS and _returns_focus(watched):
             # After the field has taken the value (it sees the key first).
+            QTimer.singleShot(0, self._go_home)
+        elif (kind == QEvent.Type.MouseButtonRelease and isinstance(watched, QAbstractSpinBox)
+              and event.button() == Qt.MouseButton.LeftButton):
+            # On the spin box itself, not its line edit: the arrow buttons, which took the
+            # focus with the click. A click into the text keeps it there for typing.
             QTimer.singleShot(0, self._go_home)
         return False
 

@@ -78,6 +78,29 @@ def test_enter_in_the_brush_size_field_sets_the_size_and_accepts_nothing(qtbot, 
     assert window.document.labels[10, 400] == 1
 
 
+def test_a_click_on_a_spin_box_arrow_hands_the_keyboard_back(qtbot, window):
+    """A click on the brush size's up arrow, then 2: class 2 is picked, and the size is not
+    typed over with 2 px."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionSpinBox
+
+    spin = window.tool_options.size_spin
+    focus(qtbot, window.canvas)
+    option = QStyleOptionSpinBox()
+    spin.initStyleOption(option)
+    up = spin.style().subControlRect(QStyle.ComplexControl.CC_SpinBox, option,
+                                     QStyle.SubControl.SC_SpinBoxUp, spin).center()
+    before = spin.value()
+    qtbot.mouseClick(spin, Qt.MouseButton.LeftButton, pos=up)
+    assert spin.value() == before + 1
+    qtbot.waitUntil(window.canvas.hasFocus, timeout=2000)
+    typed(qtbot, Qt.Key.Key_2)
+    assert window.context.current_class == 1 and spin.value() == before + 1
+    # A click into the text is for typing: the field keeps the keyboard.
+    qtbot.mouseClick(spin.lineEdit(), Qt.MouseButton.LeftButton)
+    qtbot.wait(30)
+    assert spin.hasFocus()
+
+
 def test_tool_keys_and_undo_work_wherever_focus_is_not_a_text_field(qtbot, window):
     canvas = window.canvas
     drag(qtbot, canvas, [(100, 100), (200, 100)])
