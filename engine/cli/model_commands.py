@@ -64,6 +64,8 @@ def _register_train(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads (MASKLOOP_TORCH_THREADS wins if set)")
     p.add_argument("--no-amp", action="store_true", help="full precision on CUDA")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network (slower start; eager where unsupported)")
     p.add_argument("--json", action="store_true", help="one JSON object per event line")
     p.set_defaults(func=run_train)
 
@@ -196,7 +198,8 @@ class _StopOnInterrupt:
         if self.stop.is_set():
             raise KeyboardInterrupt
         self.stop.set()
-        print("stopping after this step (Ctrl+C again to abort)...", file=sys.stderr, flush=True)
+        # Training drops the step under way (engine.training.guards), prediction the image.
+        print("stopping (Ctrl+C again to abort)...", file=sys.stderr, flush=True)
 
     def __exit__(self, *exc) -> None:
         if self.previous is not None:
@@ -219,7 +222,8 @@ def run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, device=args.device, init=args.init,
                          val_fraction=args.val_fraction, seed=args.seed, amp=not args.no_amp,
-                         loss=args.loss, num_threads=args.threads, augment=args.augment)
+                         loss=args.loss, num_threads=args.threads, augment=args.augment,
+                         compile=bool(getattr(args, "compile", False)))
     config.check()
     if not Path(args.project).is_dir():
         raise UserError("no such project folder", args.project)

@@ -38,6 +38,9 @@ class TrainConfig:
     loss: str = "ce"  # "ce" | "ce+dice"
     num_threads: int | None = None
     augment: str = "auto"  # "auto" | "dihedral" | "flips" | "none"
+    # torch.compile the network: opt-in, since compiling costs tens of seconds a run, helps
+    # only where kernel launches limit the step, and falls back to eager where unsupported.
+    compile: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
