@@ -110,6 +110,8 @@ class Predictor:
 
     def __init__(self, model, meta: dict[str, Any], device="auto", tile: int | None = None,
                  overlap: int | None = None, batch_size: int | None = None, amp: bool | None = None):
+        import torch
+
         self.device = _resolve_device(device)
         self.model = model.to(self.device).eval()
         spec = meta["model"]
@@ -127,6 +129,15 @@ class Predictor:
         # wants several to be busy.
         self.batch_size = int(batch_size or (1 if self.device.type == "cpu" else 4))
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
+        # The training's precision: bf16 where the GPU has it (no overflow to guard against),
+        # else fp16; NHWC convolutions, as the network was trained in, use the tensor cores.
+        self.autocast_dtype = None
+        self.channels_last = self.device.type == "cuda"
+        if self.amp and self.device.type == "cuda":
+            self.autocast_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported()
+                                   else torch.float16)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_checkpoint(cls, path, device="auto", tile: int | None = None, overlap: int | None = None,
@@ -136,7 +147,9 @@ class Predictor:
 
         ckpt = path if isinstance(path, Checkpoint) else load_checkpoint(path)
         dev = _resolve_device(device)
-        predictor = cls(ckpt.build_model(dev), ckpt.meta, dev, tile, overlap, batch_size)
+        amp = (ckpt.meta.get("train") or {}).get("amp")  # a run trained in float32 predicts so
+        predictor = cls(ckpt.build_model(dev), ckpt.meta, dev, tile, overlap, batch_size,
+                        None if amp is None else bool(amp) and dev.type == "cuda")
         predictor.checkpoint_path = ckpt.path
         return predictor
 
@@ -158,16 +171,67 @@ class Predictor:
             half = len(batch) // 2
             return torch.cat([self._forward(batch[:half]), self._forward(batch[half:])])
 
-    def _forward_once(self, batch: np.ndarray):
+    def _forward_once(self, batch):
         import torch
 
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True)
-        if self.amp and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.float16):
+        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 logits = self.model(x)
         else:
             logits = self.model(x)
         return torch.softmax(logits.float(), dim=1)
+
+    def predict_many(self, images: Iterable[np.ndarray], stop_event: threading.Event | None = None):
+        """Predictions of ``images``, in order (a generator). Consecutive images of one size
+        that fit in one tile go through the network together, up to the batch size: on a GPU
+        a project of small images is predicted in a few large forwards, not one per image.
+        Larger images are tiled as by :meth:`predict`. The results are :meth:`predict`'s."""
+        pending: list[np.ndarray] = []
+
+        def flush():
+            results = self._predict_whole(pending)
+            pending.clear()
+            return results
+
+        for image in images:
+            if image.ndim not in (2, 3) or image.shape[0] == 0 or image.shape[1] == 0:
+                raise ValueError(f"an image is H x W or H x W x C with pixels, got shape {image.shape}")
+            single = max(image.shape[:2]) <= self.tile
+            if pending and (not single or image.shape != pending[0].shape
+                            or image.dtype != pending[0].dtype or len(pending) >= self.batch_size):
+                yield from flush()
+            if stop_event is not None and stop_event.is_set():
+                raise PredictionStopped()
+            if single and self.batch_size > 1:
+                pending.append(image)
+            else:
+                yield self.predict(image, stop_event)
+        if pending:
+            yield from flush()
+
+    def _predict_whole(self, images: list[np.ndarray]) -> list[Prediction]:
+        """Images of one shape, each a single tile, in one forward (split on out-of-memory)."""
+        import torch
+
+        h, w = images[0].shape[:2]
+        k = self.num_classes
+        batch = np.stack([normalize(im, self.normalization, self.in_channels) for im in images])
+        out = []
+        with torch.inference_mode():
+            probs = self._forward(batch)[:, :, :h, :w]
+            conf, cls = probs.max(dim=1)
+            unsure = (1.0 - conf).sum(dim=(1, 2))
+            cls, conf, unsure = cls.to(torch.uint8).cpu().numpy(), conf.cpu().numpy(), unsure.cpu().numpy()
+        worst = 1.0 - 1.0 / k if k > 1 else 1.0
+        for j in range(len(images)):
+            confidence = np.clip(conf[j], 0.0, 1.0)
+            uncertainty = min(1.0, max(0.0, float(unsure[j]) / (h * w) / worst))
+            out.append(Prediction(cls[j], confidence, uncertainty))
+        return out
 
     def _tile(self, image: np.ndarray, y: int, x: int, th: int, tw: int) -> np.ndarray:
         tile = normalize(image[y:y + th, x:x + tw], self.normalization, self.in_channels)
@@ -273,24 +337,42 @@ def predict_project(project, run: str | None, image_ids: Iterable[int] | None = 
                                           batch_size=batch_size)
     failed: dict[int, str] = {}
     done = 0
+    # Up to a batch of images is read before predicting, so that small images share forwards
+    # (Predictor.predict_many); on the CPU the batch is 1 and each image goes alone.
+    chunk: list[tuple[int, np.ndarray]] = []
+
+    def predict_chunk() -> bool:
+        nonlocal done
+        try:
+            predictions = predictor.predict_many([image for _, image in chunk], stop_event)
+            for (image_id, _), prediction in zip(chunk, predictions):
+                project.write_prediction(image_id, prediction.classmap, prediction.confidence_u8(),
+                                         record.name, prediction.uncertainty)
+                done += 1
+                if callback:
+                    callback(PredictProgress(done, len(ids), image_id, prediction.uncertainty))
+        except PredictionStopped:
+            return False
+        finally:
+            chunk.clear()
+        return True
+
     for image_id in ids:
         if stop_event is not None and stop_event.is_set():
             return PredictResult(record.name, done, len(ids), True, failed)
         try:
             image = project.read_image(image_id)
         except UserError as exc:
+            if chunk and not predict_chunk():  # the images before it first: progress in order
+                return PredictResult(record.name, done, len(ids), True, failed)
             failed[image_id] = str(exc)
             done += 1
             if callback:
                 callback(PredictProgress(done, len(ids), image_id, None, str(exc)))
             continue
-        try:
-            prediction = predictor.predict(image, stop_event)
-        except PredictionStopped:
+        chunk.append((image_id, image))
+        if len(chunk) >= predictor.batch_size and not predict_chunk():
             return PredictResult(record.name, done, len(ids), True, failed)
-        project.write_prediction(image_id, prediction.classmap, prediction.confidence_u8(),
-                                 record.name, prediction.uncertainty)
-        done += 1
-        if callback:
-            callback(PredictProgress(done, len(ids), image_id, prediction.uncertainty))
+    if chunk and not predict_chunk():
+        return PredictResult(record.name, done, len(ids), True, failed)
     return PredictResult(record.name, done, len(ids), False, failed)
