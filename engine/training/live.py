@@ -43,7 +43,8 @@ from engine.training.events import (CheckpointSaved, LabelsUpdated, ModelKept, N
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)
 from engine.training.holdout import validation_summary
 from engine.training.setup import prepare
-from engine.training.trainer import BEST_NAME, LAST_NAME, _is_oom, _Loop, _score
+from engine.training.trainer import (BEST_NAME, LAST_NAME, READ_EVERY_S, _is_oom, _Loop,
+                                     _LossWindow, _score)
 
 POLL_S = 2.0  # how often label files are checked for changes
 JUDGE_MIN_S = 6.0  # the soonest a state is judged again after the last judgement
@@ -231,7 +232,9 @@ class _LiveLoop(_Loop):
         judge_s = self._judge(step, epoch)  # the first feedback: the pixel classifier
         last_judge = last_poll = time.monotonic()
         stream = self._stream(0)
-        step_clock = time.monotonic()
+        window = _LossWindow(0.0 if self.device.type == "cpu" else READ_EVERY_S,
+                             "training diverged (the loss is not a number); train again with a "
+                             "lower learning rate")
         ips = None
         labels_changed = False
         self.net.train()
@@ -269,6 +272,8 @@ class _LiveLoop(_Loop):
                 try:
                     loss = self._step(batch.images, batch.masks)
                 except Exception as exc:
+                    if not _is_oom(exc) and self._drop_compile(exc):
+                        continue
                     if not _is_oom(exc):
                         raise
                     del exc
@@ -277,18 +282,14 @@ class _LiveLoop(_Loop):
                     stream_start = epoch + 1
                     stream = self._stream(stream_start)
                     continue
-                value = float(loss.item())
-                if not math.isfinite(value):
-                    raise UserError("training diverged (the loss is not a number); train again "
-                                    "with a lower learning rate")
+                window.add(loss)
                 step += 1
-                now = time.monotonic()
-                rate = self.batch_size / max(now - step_clock, 1e-6)
-                step_clock = now
-                ips = rate if ips is None else 0.8 * ips + 0.2 * rate
-                progress = min(1.0, (now - t0) / budget_s) if budget_s else 0.0
-                eta = max(0.0, budget_s - (now - t0)) if budget_s else None
-                self.emit(StepDone(step, epoch + 1, value, float(ips), progress, eta))
+                if window.due(force=step == 1):
+                    value, ips = window.read(self.batch_size)
+                    now = time.monotonic()
+                    progress = min(1.0, (now - t0) / budget_s) if budget_s else 0.0
+                    eta = max(0.0, budget_s - (now - t0)) if budget_s else None
+                    self.emit(StepDone(step, epoch + 1, value, float(ips), progress, eta))
         finally:
             stream.close()
         if not stopped:

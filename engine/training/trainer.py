@@ -32,6 +32,7 @@ from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone
                                     TrainFinished, TrainResult, TrainStarted)
 from engine.training.setup import Prepared, prepare
 from engine.training.stream import BatchStream
+from engine.training import resident
 from engine.training.holdout import validation_summary
 from engine.training.validation import validation_confusion
 
@@ -42,6 +43,20 @@ MIN_CROP = 64
 VALIDATION_SHARE = 0.1
 # Checkpoints are written at most this often while training (and always at the end).
 SAVE_EVERY_S = 60.0
+# On an accelerator the loss is read back (which waits for the device) at most this often:
+# reading it every step would leave the device idle while the next step is queued.
+READ_EVERY_S = 0.25
+
+
+def crops_mode() -> str:
+    """Where crops are made: ``auto`` (on the training device, streamed from the host when
+    the images do not fit), ``resident``, ``streamed``, or ``threads`` (CropMaker on CPU
+    threads, the path before crops moved to the device). ``MASKLOOP_CROPS`` overrides, for
+    benchmarks and for a device where the batched kernels misbehave."""
+    mode = os.environ.get("MASKLOOP_CROPS", "auto").strip().lower() or "auto"
+    if mode not in ("auto", "resident", "streamed", "threads"):
+        raise UserError(f"MASKLOOP_CROPS must be auto, resident, streamed or threads, not {mode!r}")
+    return mode
 
 
 def lr_factor(progress: float, warmup: float) -> float:
@@ -59,6 +74,52 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _optimizer_kind(device) -> dict:
+    """AdamW's implementation: fused (one kernel for every parameter) on CUDA, foreach on other
+    accelerators; torch's own choice on the CPU, where neither measured faster."""
+    if device.type == "cuda":
+        return {"fused": True}
+    if device.type == "cpu":
+        return {"foreach": None}
+    return {"foreach": True}
+
+
+class _LossWindow:
+    """The losses of the steps since the last read, summed on the device.
+
+    Reading a loss waits for the device to finish every queued step; on an accelerator that is
+    done at most every ``every`` seconds (and where the caller forces it), so that the host
+    queues the next steps while the device computes. On the CPU ``every`` is 0: each step is
+    read, as nothing runs ahead there."""
+
+    def __init__(self, every: float, diverged: str):
+        self.every = every
+        self.diverged = diverged
+        self.sum = None
+        self.steps = 0
+        self.clock = time.monotonic()
+        self.ips: float | None = None
+
+    def add(self, loss) -> None:
+        self.sum = loss if self.sum is None else self.sum + loss
+        self.steps += 1
+
+    def due(self, force: bool = False) -> bool:
+        return self.steps > 0 and (force or time.monotonic() - self.clock >= self.every)
+
+    def read(self, crops_per_step: int) -> tuple[float, float]:
+        """(mean loss, crops per second, smoothed) of the steps since the last read."""
+        value = float(self.sum) / self.steps
+        if not math.isfinite(value):
+            raise UserError(self.diverged)
+        now = time.monotonic()
+        rate = crops_per_step * self.steps / max(now - self.clock, 1e-6)
+        self.ips = rate if self.ips is None else 0.8 * self.ips + 0.2 * rate
+        self.clock = now
+        self.sum, self.steps = None, 0
+        return value, self.ips
 
 
 class _Emitter:
@@ -133,8 +194,15 @@ class _Loop:
         # NHWC convolutions: faster with cuDNN's tensor-core kernels and with oneDNN on the CPU
         # (measured 1.5x on a U-Net step here); Apple's MPS handles them poorly.
         self.channels_last = self.device.type in ("cuda", "cpu")
+        # Fixed crop size: pick the fastest kernels once. Restored by close(): prediction after
+        # training sees images of every size, where benchmarking each new shape costs more.
+        self._cudnn_benchmark = torch.backends.cudnn.benchmark
         if cuda:
-            torch.backends.cudnn.benchmark = True  # fixed crop size: pick the fastest kernels once
+            torch.backends.cudnn.benchmark = True
+        self.compiled = False
+        self._crops = crops_mode()
+        self._images = None  # resident.ResidentImages / StreamedImages, and for which examples
+        self._images_for = None
         counts = class_pixel_counts(p.train, self.num_classes)
         self.class_weights = class_weights(counts)
         self.sampler = CropSampler(p.train, self.crop, seed=p.config.seed)
@@ -157,6 +225,8 @@ class _Loop:
             self.net = DistributedDataParallel(model, device_ids=ids)
         else:
             self.net = model
+        if getattr(self.p.config, "compile", False):
+            self._compile()
         decay, no_decay = [], []
         for param in model.parameters():
             if param.requires_grad:
@@ -165,16 +235,65 @@ class _Loop:
             [{"params": decay, "weight_decay": self.p.resolved.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
             lr=self.p.resolved.lr * lr_factor(0.0, self.p.resolved.warmup),
-            foreach=self.device.type != "cpu" or None)
+            **_optimizer_kind(self.device))
         weights = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
         self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice")
 
-    def _stream(self, epoch: int) -> BatchStream:
+    def _drop_compile(self, exc: BaseException) -> bool:
+        """After a compiled step failed: go on eager (True), or False when not compiled."""
+        if not self.compiled:
+            return False
+        self.net, self.compiled = self.model, False
+        self.emit(Notice(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "training goes on without it"))
+        return True
+
+    def _release(self) -> None:
+        """What the run changed outside the model: cuDNN's benchmark mode back as it was (a
+        prediction after training sees images of every size), the device's copy of the images
+        freed."""
+        import torch
+
+        torch.backends.cudnn.benchmark = self._cudnn_benchmark
+        self._images = self._images_for = None  # the device memory they hold
+
+    def _compile(self) -> None:
+        """torch.compile the network where torch can; eager (and a notice) where it cannot."""
+        import torch
+
+        if self.dist.enabled or not hasattr(torch, "compile"):
+            self.emit(Notice("--compile is not used under torchrun or with this torch: eager"))
+            return
+        guard = getattr(self, "guard", None)
+        if guard is not None:
+            # A compiled graph cannot be left from a hook: the stop waits for the step's end.
+            guard.remove()
+            self.guard = type(guard)(self.model, self.stop_event, stop_in_step=False,
+                                     notice=guard.notice)
+        try:
+            self.net = torch.compile(self.net)
+            self.compiled = True
+        except Exception as exc:  # noqa: BLE001 - any failure means: run eager
+            self.emit(Notice(f"torch.compile is not available here ({type(exc).__name__}): eager"))
+
+    def _stream(self, epoch: int):
         maker = CropMaker(self.crop, self.p.normalization, self.p.channels,
                           AugmentSettings(mode=self.p.augment))
         self.sampler.crop = self.crop
         per_epoch = self.sampler.samples_per_epoch()
         self.steps_per_epoch = max(1, math.ceil(per_epoch / (self.batch_size * self.dist.world)))
+        if self._crops != "threads":
+            if self._images_for is not self.p.train or (
+                    self._images.streamed and self._images.window != maker.window):
+                self._images = None  # free the old ones before the new ones take the memory
+                mode = "auto" if self._crops == "auto" else self._crops
+                self._images = resident.make_images(self.p.train, self.p.normalization,
+                                                    self.p.channels, self.device, maker, mode)
+                self._images_for = self.p.train
+            return resident.DeviceBatchStream(
+                self.p.train, self.sampler, maker, self.batch_size, self.steps_per_epoch, epoch,
+                self.p.config.seed, self.dist.rank, self.dist.world, data=self._images,
+                device=self.device, channels_last=self.channels_last, workers=self._workers())
         return BatchStream(self.p.train, self.sampler, maker, self.batch_size, self.steps_per_epoch,
                            epoch, self.p.config.seed, self.dist.rank, self.dist.world,
                            pin=self.device.type == "cuda", workers=self._workers())
@@ -340,8 +459,26 @@ class _Loop:
         ips = None
         stopped = False
         progress = 0.0
-        step_clock = time.monotonic()
-        loss_value = float("nan")
+        # The starting point is a candidate too: the per-pixel stage alone (a fresh U-Net's
+        # body adds nothing yet) or the model this run continues, refitted. Scored on the same
+        # validation pixels as every later state, so a run never ends worse there than it began:
+        # a continued run cannot undo the last one's progress on a few unlucky steps.
+        if p.val and not self.stop_event.is_set():
+            v0 = time.monotonic()
+            try:
+                start_metrics = self._validate()
+            except StopRequested:
+                start_metrics, stopped = None, True
+            if start_metrics is not None:
+                val_seconds = time.monotonic() - v0
+                last_val_end = time.monotonic()
+                best_score = _score(start_metrics)
+                best_state = {k: v.detach().to("cpu", copy=True)
+                              for k, v in self.model.state_dict().items()}
+                best_metrics = last_metrics = dict(start_metrics)
+        window = _LossWindow(0.0 if self.device.type == "cpu" else READ_EVERY_S,
+                             "training diverged (the loss is not a number); train again "
+                             "with a lower --lr")
         self.net.train()
         try:
             while True:
@@ -372,6 +509,8 @@ class _Loop:
                 try:
                     loss = self._step(batch.images, batch.masks)
                 except Exception as exc:
+                    if not _is_oom(exc) and self._drop_compile(exc):
+                        continue
                     if not _is_oom(exc):
                         raise
                     del exc
@@ -380,23 +519,18 @@ class _Loop:
                     stream.close()
                     stream = self._stream(epoch)
                     continue
-                loss_value = float(loss.item())
-                if not math.isfinite(loss_value):
-                    raise UserError("training diverged (the loss is not a number); train again "
-                                    "with a lower --lr")
                 epoch_loss_sum += loss
+                window.add(loss)
                 epoch_steps += 1
                 step += 1
-                now = time.monotonic()
-                dt = max(now - step_clock, 1e-6)
-                step_clock = now
-                rate = self.batch_size * self.dist.world / dt
-                ips = rate if ips is None else 0.8 * ips + 0.2 * rate
-                if budget_s:
-                    eta = max(0.0, budget_s - (now - t0))
-                else:
-                    eta = (now - t0) * (1 - progress) / max(progress, 1e-6) if progress > 0 else None
-                self.emit(StepDone(step, epoch + 1, loss_value, float(ips), float(progress), eta))
+                if window.due(force=step == 1 or batch.index + 1 >= batch.steps):
+                    loss_value, ips = window.read(self.batch_size * self.dist.world)
+                    now = time.monotonic()
+                    if budget_s:
+                        eta = max(0.0, budget_s - (now - t0))
+                    else:
+                        eta = (now - t0) * (1 - progress) / max(progress, 1e-6) if progress > 0 else None
+                    self.emit(StepDone(step, epoch + 1, loss_value, float(ips), float(progress), eta))
 
                 if batch.index + 1 < batch.steps:
                     continue
