@@ -241,6 +241,31 @@ class Predictor:
             tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)), mode=mode)
         return tile
 
+    def _tiles_on_device(self, image: np.ndarray, y: int, xs: list[int], th: int, tw: int):
+        """:meth:`_tile` of every tile in ``xs``, normalised and padded on the device: the host
+        only slices and copies raw pixels (a quarter of the bytes for 8-bit images), so a fast
+        GPU is not left waiting for NumPy."""
+        import torch
+        import torch.nn.functional as F
+
+        from engine.normalization import to_channels
+
+        mean = torch.tensor(self.normalization["mean"], dtype=torch.float32, device=self.device)
+        std = torch.tensor(self.normalization["std"], dtype=torch.float32, device=self.device)
+        out = []
+        for x in xs:
+            raw = to_channels(image[y:y + th, x:x + tw], self.in_channels)
+            if raw.dtype not in (np.uint8, np.int16, np.int32, np.float16, np.float32):
+                raw = raw.astype(np.float32)  # dtypes torch cannot do arithmetic on everywhere
+            t = torch.from_numpy(np.ascontiguousarray(raw)).to(self.device).to(torch.float32)
+            t = ((t - mean) / std).permute(2, 0, 1)
+            ph, pw = th - t.shape[1], tw - t.shape[2]
+            if ph or pw:  # as _tile: reflect where the tile allows it, else repeat the edge
+                mode = "reflect" if ph < t.shape[1] and pw < t.shape[2] else "replicate"
+                t = F.pad(t[None], (0, pw, 0, ph), mode=mode)[0]
+            out.append(t)
+        return torch.stack(out)
+
     def predict(self, image: np.ndarray, stop_event: threading.Event | None = None) -> Prediction:
         """Class map, confidence and uncertainty of one image (H x W or H x W x C, any dtype)."""
         import torch
@@ -266,7 +291,10 @@ class Predictor:
                     if stop_event is not None and stop_event.is_set():
                         raise PredictionStopped()
                     group = xs[i:i + self.batch_size]
-                    batch = np.stack([self._tile(image, y, x, th, tw) for x in group])
+                    if self.device.type == "cuda":
+                        batch = self._tiles_on_device(image, y, group, th, tw)
+                    else:
+                        batch = np.stack([self._tile(image, y, x, th, tw) for x in group])
                     probs = self._forward(batch)
                     for j, x in enumerate(group):
                         cw = min(tw, w - x)  # the last tile may reach beyond the image

@@ -33,3 +33,19 @@ def test_predict_many_batches_across_images_and_matches_predict():
         assert np.array_equal(got.classmap, want.classmap)
         assert np.allclose(got.confidence, want.confidence, atol=1e-5)
         assert abs(got.uncertainty - want.uncertainty) < 1e-5
+
+
+def test_tiles_normalised_on_the_device_are_the_hosts():
+    """The GPU path's tiles (normalised and padded by torch) against the CPU path's (NumPy)."""
+    model = build_model("unet", 2, 3, depth=2, base=8, features=False)
+    meta = {"model": {"name": "unet", "num_classes": 2, "in_channels": 3},
+            "normalization": {"mean": [100.0, 90.0, 80.0], "std": [40.0, 30.0, 20.0]}}
+    predictor = Predictor(model, meta, "cpu", tile=64, overlap=16)
+    rng = np.random.default_rng(2)
+    for image in (rng.integers(0, 65535, (70, 90), dtype=np.uint16),
+                  rng.integers(0, 255, (70, 90, 4), dtype=np.uint8)):
+        for y, xs, th, tw in ((0, [0, 32], 64, 64), (32, [32], 64, 64), (64, [0, 64], 64, 64)):
+            want = np.stack([predictor._tile(image, y, x, th, tw) for x in xs])
+            got = predictor._tiles_on_device(image, y, xs, th, tw).numpy()
+            assert got.shape == want.shape
+            assert np.allclose(got, want, atol=1e-5)
