@@ -23,7 +23,8 @@ from typing import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 
-UNLABELED = 255
+from engine.labels import UNLABELED
+
 Rect = tuple[int, int, int, int]
 ChangeListener = Callable[[Rect], None]
 

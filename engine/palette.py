@@ -72,7 +72,6 @@ def _voc_palette() -> np.ndarray:
 
 
 VOC_PALETTE: np.ndarray = _voc_palette()
-UNLABELED = 255
 
 
 def default_class_color(k: int) -> tuple[int, int, int]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtWidgets import QLabel, QStatusBar
 
-from engine.mask_document import UNLABELED
+from engine.labels import UNLABELED
 from gui.canvas.view import zoom_percent
 
 

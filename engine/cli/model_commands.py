@@ -414,7 +414,17 @@ def _predict_files(args: argparse.Namespace) -> int:
     from engine.checkpoint import load_checkpoint
     from engine.imageio import read_image, read_image_info
     from engine.inference import Predictor
+    from engine.project.integrity import DB_NAME, enclosing_project, refuse_inside
 
+    project = enclosing_project(args.out)
+    if project is not None:
+        # A project's folders hold its labels and predictions under names it keeps track of;
+        # mask PNGs written among them could replace a label (as an export into it could).
+        refuse_inside(project, args.out, "predict into a folder")
+    for arg in args.paths:
+        if Path(arg).is_dir() and (Path(arg) / DB_NAME).is_file():
+            raise UserError("is a project: predict PROJECT stores predictions in it (see --run); "
+                            "to write mask files of its images give its images/ folder", arg)
     images = image_files(args.paths)
     names = output_names(images)
     colors = load_checkpoint(args.model).class_colors

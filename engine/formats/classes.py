@@ -13,8 +13,7 @@ from typing import Iterable
 
 from engine.errors import UserError
 from engine.palette import default_class_color
-
-MAX_CLASSES = 255  # indices 0..254; 255 is unlabeled
+from engine.labels import MAX_CLASSES
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,7 @@ from engine.formats.uncovered import (
 )
 from engine.formats.classes import ClassTable
 from engine.formats.safepath import resolve_inside
-
-UNLABELED = 255
+from engine.labels import UNLABELED
 
 
 @dataclass

@@ -49,13 +49,13 @@ from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
 from engine.palette import VOC_PALETTE
+from engine.labels import UNLABELED
 
 MASK_FORMATS = ("png", "color", "coco", "labelme")
 REGION_MODES = ("instances", "semantic")
 COCO_FILE = "annotations.json"
 LEGEND_FILE = "labelmap.txt"
 IMAGES_DIR = "images"
-UNLABELED = 255
 
 Progress = Callable[[str, int, int], None]
 

@@ -40,7 +40,6 @@ FORMATS = ("png", "coco", "labelme", "voc")
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 # Tried after the image's own stem: "cell_7.tif" also matches the mask "cell_7_mask.png".
 MASK_NAME_ENDINGS = ("", "_mask", "_masks", "_label", "_labels", "_gt", "_L")
-UNLABELED = 255
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 

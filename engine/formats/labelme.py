@@ -53,8 +53,8 @@ from engine.formats.uncovered import (
 from engine.formats.classes import ClassTable
 from engine.formats.polygons import circle_radius, fill_circle, fill_polygons, mask_to_groups
 from engine.formats.safepath import resolve_inside
+from engine.labels import UNLABELED
 
-UNLABELED = 255
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
 SKIPPED_SHAPES = ("line", "linestrip", "point", "points")
 BACKGROUND_LABEL = "_background_"

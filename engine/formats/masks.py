@@ -35,8 +35,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.formats.classes import ClassTable
 from engine.imageio import MAX_PIXELS
-
-UNLABELED = 255
+from engine.labels import UNLABELED
 
 
 class MaskKind(str, Enum):

@@ -22,13 +22,13 @@ from engine.formats.classes import ClassTable
 from engine.formats.masks import MaskKind, RawMask
 from engine.formats.safepath import resolve_inside
 from engine.palette import VOC_PALETTE
+from engine.labels import UNLABELED
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
     "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
     "train", "tvmonitor",
 )  # fmt: skip
-UNLABELED = 255
 IMAGE_DIR = "JPEGImages"
 MASK_DIR = "SegmentationClass"
 

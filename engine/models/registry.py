@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from engine.errors import UserError
-
-MAX_CLASSES = 255  # label value 255 means unlabeled, so 0..254 are classes
+from engine.labels import MAX_CLASSES
 
 
 @dataclass(frozen=True)

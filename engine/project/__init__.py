@@ -6,7 +6,7 @@ crash-safety rules are described there), ``base`` (database and journal plumbing
 ``labelpng`` (fast mask PNGs), ``records``. The user's view is ``docs/project.md``.
 """
 
-from engine.project.base import MAX_CLASSES, UNLABELED
+from engine.labels import MAX_CLASSES, UNLABELED
 from engine.project.records import ClassInfo, ImageRecord, RunRecord
 from engine.project.store import Project
 

@@ -22,14 +22,13 @@ from engine.project.integrity import disk_nearly_full
 from engine.project.labelpng import read_png8
 from engine.project.lock import ProjectLock
 from engine.project.records import ClassInfo
+from engine.labels import MAX_CLASSES, UNLABELED
 
 DB_NAME = "project.db"
 IMAGES = "images"
 LABELS = "labels"
 PREDICTIONS = "predictions"
 MODELS = "models"
-MAX_CLASSES = 255
-UNLABELED = 255
 
 # Characters that some file system refuses in a file name (Windows is the strictest).
 BAD_NAME_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f]')

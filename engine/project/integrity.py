@@ -216,3 +216,19 @@ def refuse_inside(project: Path, target: str | Path, what: str = "export") -> No
             "could replace the project's own files)",
             target,
         )
+
+
+def enclosing_project(target: str | Path) -> Path | None:
+    """The project folder that ``target`` (which need not exist yet; links followed) lies in,
+    or None: commands that take no project must still not write into one."""
+    try:
+        real = Path(target).absolute().resolve()
+    except (OSError, RuntimeError):
+        return None
+    for folder in (real, *real.parents):
+        try:
+            if (folder / DB_NAME).is_file():
+                return folder
+        except OSError:
+            continue
+    return None

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.normalization import Normalization, normalize
-from engine.training.data import UNLABELED, Example
+from engine.labels import UNLABELED
+from engine.training.data import Example
 
 
 def choose_augment(mode: str, examples: list[Example]) -> str:

@@ -19,6 +19,9 @@ AUGMENT_CHOICES = ("auto", "dihedral", "flips", "none")
 
 # Used when neither epochs nor minutes is given: a budget the user can plan around.
 DEFAULT_MINUTES = 10.0
+# An epoch is at least 8 crops, so this is at least 200 000 steps at the CPU batch: more than a
+# week on a CPU. Beyond it a number is a typo, or a wish better said in minutes.
+MAX_EPOCHS = 100_000
 
 
 @dataclass
@@ -52,8 +55,10 @@ class TrainConfig:
 
     def check(self) -> None:
         """Reject impossible values before anything is loaded or written."""
-        if self.epochs is not None and (not isinstance(self.epochs, int) or self.epochs < 1):
-            raise UserError(f"epochs must be a whole number of at least 1, not {self.epochs!r}")
+        if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
+                                        or not 1 <= self.epochs <= MAX_EPOCHS):
+            raise UserError(f"epochs must be a whole number from 1 to {MAX_EPOCHS}, not "
+                            f"{self.epochs!r} (for a longer training give minutes)")
         if self.minutes is not None and not self.minutes > 0:
             raise UserError(f"minutes must be more than 0, not {self.minutes!r}")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):

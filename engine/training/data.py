@@ -16,8 +16,8 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.normalization import channels_of
+from engine.labels import UNLABELED
 
-UNLABELED = 255
 # Per class and image, this many labeled pixel positions are kept to draw crop centres from:
 # enough for variety, bounded for images of hundreds of megapixels.
 MAX_CENTRES_PER_CLASS = 50_000
@@ -59,6 +59,7 @@ def check_examples(examples: list[Example], num_classes: int) -> None:
                             "re-import the mask at the image's size", ex.name)
         if ex.label.dtype != np.uint8:
             raise UserError(f"label must be 8-bit, not {ex.label.dtype}", ex.name)
+        check_finite(ex.image, ex.name)
         values = np.unique(ex.label)
         values = values[values != UNLABELED]
         if values.size:
@@ -69,6 +70,23 @@ def check_examples(examples: list[Example], num_classes: int) -> None:
     if not any_labeled:
         raise UserError("no labeled pixels: paint a few strokes of each class on some images "
                         "(or import masks) before training")
+
+
+def check_finite(image: np.ndarray, name) -> None:
+    """UserError naming the image when it holds NaN or infinite values (or values too large for
+    the 32-bit floats the network computes in): they would make the loss NaN at the first step,
+    which would otherwise read as a learning rate too high."""
+    if image.dtype.kind not in "fc":
+        return  # integers are always finite
+    bad = int(np.count_nonzero(~np.isfinite(image)))
+    if not bad and image.dtype.itemsize > 4:
+        bad = int(np.count_nonzero(np.abs(image) > np.finfo(np.float32).max))
+    if bad:
+        what = "only NaN or infinite values" if bad == image.size else (
+            f"{bad:,} NaN or infinite value{'s' if bad > 1 else ''} (of {image.size:,})")
+        raise UserError(f"the image holds {what}; training cannot use them: replace them in the "
+                        "image file (for example with 0) or remove the image from the project",
+                        name)
 
 
 def split_validation(examples: list[Example], fraction: float | None, seed: int = 0

@@ -24,7 +24,8 @@ import zlib
 
 import numpy as np
 
-from engine.training.data import UNLABELED, Example
+from engine.labels import UNLABELED
+from engine.training.data import Example
 
 CELL = 64
 FRACTION = 0.1

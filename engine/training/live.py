@@ -36,11 +36,12 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.training.config import TrainConfig
-from engine.training.data import (UNLABELED, CropSampler, Example, class_pixel_counts,
-                                  class_weights, split_validation)
+from engine.training.data import (UNLABELED, CropSampler, Example, check_examples,
+                                  class_pixel_counts, class_weights, split_validation)
 from engine.training.devices import device_name, thread_count
 from engine.training.events import (CheckpointSaved, LabelsUpdated, ModelKept, Notice, StepDone,
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)
+from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.setup import prepare
 from engine.training.trainer import (BEST_NAME, LAST_NAME, READ_EVERY_S, _is_oom, _Loop,
@@ -136,6 +137,7 @@ class _LiveLoop(_Loop):
     def _take_labels(self, examples: list[Example]) -> bool:
         """Swap in a new snapshot; False when it holds nothing to train on."""
         train, val = split_validation(examples, self.p.config.val_fraction)
+        check_examples(examples, self.num_classes)  # an image labeled since the start: NaN values?
         if not train:
             return False
         self.p.train, self.p.val = train, val
@@ -229,7 +231,10 @@ class _LiveLoop(_Loop):
         self.pixel_stage = self._pixel_stage(PIXEL_BUDGET_S)
         step, epoch, stopped = 0, 0, False
         stream_start = 0
-        judge_s = self._judge(step, epoch)  # the first feedback: the pixel classifier
+        try:
+            judge_s = self._judge(step, epoch)  # the first feedback: the pixel classifier
+        except StopRequested:
+            judge_s = 0.0  # the loop's first look at the stop event ends the run
         last_judge = last_poll = time.monotonic()
         stream = self._stream(0)
         window = _LossWindow(0.0 if self.device.type == "cpu" else READ_EVERY_S,
@@ -244,7 +249,7 @@ class _LiveLoop(_Loop):
                 if self.stop_event.is_set():
                     stopped = True
                     break
-                if budget_s and now - t0 >= budget_s:
+                if budget_s and now - t0 >= budget_s and step > 0:
                     break
                 if now - last_poll >= POLL_S:
                     last_poll = now
@@ -259,7 +264,11 @@ class _LiveLoop(_Loop):
                         labels_changed = True
                 wait = max(JUDGE_MIN_S, judge_s / JUDGE_SHARE)
                 if labels_changed or now - last_judge >= wait:
-                    judge_s = self._judge(step, epoch)
+                    try:
+                        judge_s = self._judge(step, epoch)
+                    except StopRequested:
+                        stopped = True
+                        break
                     last_judge = time.monotonic()
                     labels_changed = False
                     self.net.train()
@@ -272,6 +281,9 @@ class _LiveLoop(_Loop):
                 try:
                     loss = self._step(batch.images, batch.masks)
                 except Exception as exc:
+                except StopRequested:
+                    stopped = True
+                    break
                     if not _is_oom(exc) and self._drop_compile(exc):
                         continue
                     if not _is_oom(exc):
@@ -293,7 +305,10 @@ class _LiveLoop(_Loop):
         finally:
             stream.close()
         if not stopped:
-            self._judge(step, epoch)
+            try:
+                self._judge(step, epoch)
+            except StopRequested:
+                stopped = True
         last_path = self._save(self.model, "last", {}, epoch, step)
         best_path = self.out_dir / BEST_NAME
         if self.kept_state is None:
@@ -388,6 +403,7 @@ def train_live(project, config: TrainConfig, callback=None,
         raise
     finally:
         if threads:
+        loop.close()
             torch.set_num_threads(previous_threads)
     metrics = dict(result.metrics)
     metrics["val_image_ids"] = sorted({ex.ident for ex in loop.p.val if ex.ident is not None})

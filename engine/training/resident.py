@@ -32,7 +32,8 @@ import numpy as np
 
 from engine.normalization import to_channels
 from engine.training.augment import CropMaker, _window
-from engine.training.data import UNLABELED, CropSampler, Example, shard
+from engine.labels import UNLABELED
+from engine.training.data import CropSampler, Example, shard
 from engine.training.stream import Batch
 
 # Share of the device's free memory the resident images may take: the network, its

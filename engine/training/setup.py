@@ -57,6 +57,38 @@ def normalize_classes(classes) -> list[dict[str, Any]]:
     return out
 
 
+def labeled_classes_notice(examples: list[Example], classes: list[dict[str, Any]]) -> str | None:
+    """What the labels let the model learn, when that is less than the project's classes: a
+    model trained on one class paints that class everywhere, and says nothing else."""
+    import numpy as np
+
+    from engine.training.data import class_pixel_counts
+
+    counts = class_pixel_counts(examples, len(classes))
+    if not counts.any():
+        return None  # check_examples refuses this case
+    names = [repr(c["name"]) for c in classes]
+    have = [names[k] for k in np.flatnonzero(counts)]
+    missing = [names[k] for k in np.flatnonzero(counts == 0)]
+    if len(classes) == 1:
+        return (f"the project has one class, {names[0]}: the model can only learn to call every "
+                f"pixel {names[0]}; add a second class and label some of it to learn to tell "
+                "them apart")
+    if len(have) == 1:
+        return (f"only class {have[0]} has labels: the model can only learn to call every pixel "
+                f"{have[0]}, it cannot learn to find {_either(missing)}; label some pixels of "
+                f"{'that class' if len(missing) == 1 else 'another class'} too")
+    if missing:
+        return (f"no labels of {_either(missing, 'and')} yet: the model learns to tell "
+                f"{_either(have, 'and')} apart and will not predict "
+                f"{'that class' if len(missing) == 1 else 'those classes'}")
+    return None
+
+
+def _either(names: list[str], word: str = "or") -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
+
+
 def training_device(request: str, dist: DistInfo):
     import torch
 
@@ -108,6 +140,9 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     channels = input_channels(examples)
     train, val = split_validation(examples, config.val_fraction, config.seed)
     notices: list[str] = []
+    told = labeled_classes_notice(examples, classes)
+    if told:
+        notices.append(told)
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
     init = config.init

@@ -6,8 +6,9 @@ CUDA, class-weighted cross-entropy that ignores unlabeled pixels (plus Dice if a
 a one-cycle learning rate (warm-up, then cosine) driven by the fraction of the budget spent,
 so that a budget in minutes gets the same shape of schedule as one in epochs.
 
-Between steps: the stop event (answered within one step), the time budget, CUDA out-of-memory
-(retried with half the batch, then half the crop). At epoch ends: validation (kept under ~10% of
+Between steps: the time budget (at least one step, however short), CUDA out-of-memory
+(retried with half the batch, then half the crop). The stop event is answered within one layer,
+inside the step too (engine.training.guards). At epoch ends: validation (kept under ~10% of
 the time), the best and last checkpoints.
 """
 
@@ -30,6 +31,7 @@ from engine.training.data import CropSampler, Example, class_pixel_counts, class
 from engine.training.devices import device_name, thread_count
 from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone, TrainFailed,
                                     TrainFinished, TrainResult, TrainStarted)
+from engine.training.guards import ModelGuard, StopRequested
 from engine.training.setup import Prepared, prepare
 from engine.training.stream import BatchStream
 from engine.training import resident
@@ -153,8 +155,9 @@ def run_training(p: Prepared, out_dir, callback=None, stop_event: threading.Even
     previous_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    loop = _Loop(p, Path(out_dir), emit, stop_event or threading.Event(), run)
     try:
-        return _Loop(p, Path(out_dir), emit, stop_event or threading.Event(), run).run()
+        return loop.run()
     except UserError as exc:
         emit(TrainFailed(str(exc)))
         raise
@@ -162,6 +165,7 @@ def run_training(p: Prepared, out_dir, callback=None, stop_event: threading.Even
         emit(TrainFailed(f"{type(exc).__name__}: {exc}"))
         raise
     finally:
+        loop.close()
         if threads:
             torch.set_num_threads(previous_threads)
 
@@ -218,6 +222,8 @@ class _Loop:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
+        self.guard = ModelGuard(model, self.stop_event, stop_in_step=not self.dist.enabled,
+                                notice=lambda text: self.emit(Notice(text)))
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -238,6 +244,13 @@ class _Loop:
             **_optimizer_kind(self.device))
         weights = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
         self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice")
+
+    def close(self) -> None:
+        """Take the run's hooks off the model (it may be used again after the run)."""
+        guard = getattr(self, "guard", None)
+        if guard is not None:
+            guard.remove()
+        self._release()
 
     def _drop_compile(self, exc: BaseException) -> bool:
         """After a compiled step failed: go on eager (True), or False when not compiled."""
@@ -314,7 +327,8 @@ class _Loop:
         limit = 15.0 if budget_s is None else min(15.0, 0.1 * budget_s)
         return fit_pixel_stage(self.model, self.p.train, self.p.normalization, self.p.channels,
                                self.class_weights, self.device, seed=self.p.config.seed,
-                               max_seconds=limit, stop_event=self.stop_event, refit=refit)
+                               max_seconds=limit, stop_event=self.stop_event, refit=refit,
+                               cache=getattr(self, "pixel_cache", None))
 
     # -- pieces of a step -----------------------------------------------------------------------
 
@@ -325,17 +339,20 @@ class _Loop:
         y = masks.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype,
-                            enabled=self.autocast_dtype is not None):
-            logits = self.net(x)
-        loss = self.loss_fn(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
+        with self.guard:  # StopRequested from inside forward or backward (engine.training.guards)
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype,
+                                enabled=self.autocast_dtype is not None):
+                logits = self.net(x)
+            loss = self.loss_fn(logits, y)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
         if self.scaler is not None:
-            self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            loss.backward()
             self.optimizer.step()
         return loss.detach()
 
@@ -368,9 +385,10 @@ class _Loop:
         mine = self.p.val[self.dist.rank::self.dist.world] if self.dist.enabled else self.p.val
         while True:
             try:
-                cm = validation_confusion(self.model, mine, self.num_classes, self.p.normalization,
-                                          self.p.channels, self.device, self.autocast_dtype,
-                                          tile=self.val_tile)
+                with self.guard:
+                    cm = validation_confusion(self.model, mine, self.num_classes,
+                                              self.p.normalization, self.p.channels, self.device,
+                                              self.autocast_dtype, tile=self.val_tile)
                 break
             except Exception as exc:
                 if not _is_oom(exc):
@@ -501,13 +519,16 @@ class _Loop:
                 if want_stop:
                     stopped = True
                     break
-                if progress >= 1.0:
+                if progress >= 1.0 and step > 0:  # a budget too short for one step still gets one
                     break
                 factor = lr_factor(progress, p.resolved.warmup)
                 for group in self.optimizer.param_groups:
                     group["lr"] = p.resolved.lr * factor
                 try:
                     loss = self._step(batch.images, batch.masks)
+                except StopRequested:
+                    stopped = True
+                    break
                 except Exception as exc:
                     if not _is_oom(exc) and self._drop_compile(exc):
                         continue
@@ -547,7 +568,11 @@ class _Loop:
                     due, _ = ddp.agree(due, 0.0, self.device)
                 if due:
                     v0 = time.monotonic()
-                    val_metrics = self._validate()
+                    try:
+                        val_metrics = self._validate()
+                    except StopRequested:
+                        stopped = True
+                        break
                     last_val_end = time.monotonic()
                     val_seconds = last_val_end - v0
                     if self.dist.enabled:  # the same reserve everywhere
@@ -581,8 +606,13 @@ class _Loop:
             stream.close()
 
         # -- the end: a final validation unless stopped, then both checkpoints -----------------
+        val_metrics = None
         if not stopped and step != judged_step and p.val:
-            val_metrics = self._validate()
+            try:
+                val_metrics = self._validate()
+            except StopRequested:
+                stopped = True
+        if val_metrics is not None:
             last_metrics = val_metrics
             if _score(val_metrics) > best_score:
                 best_score = _score(val_metrics)

@@ -14,7 +14,7 @@ from PySide6.QtCore import QPointF, QRect, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QImage, QPainter, QPainterPath, QPen, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
-UNLABELED = 255
+from engine.labels import UNLABELED
 
 
 def wrap_indexed(array: np.ndarray, colors: Sequence[int]) -> QImage:

@@ -11,7 +11,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-UNLABELED = 255
+from engine.labels import UNLABELED
 
 
 def _check_shapes(labels: np.ndarray, classmap: np.ndarray) -> None:

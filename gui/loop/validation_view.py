@@ -12,7 +12,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
 from engine.training.holdout import CELL, image_key, validation_cells
-from engine.training.data import UNLABELED
+from engine.labels import UNLABELED
 
 
 def held_out_squares(labels: np.ndarray, image_id: int) -> list[tuple[int, int, int, int, bool]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QMouseEvent
 
-from engine.mask_document import UNLABELED
+from engine.labels import UNLABELED
 from gui.tools.base import Tool, pixel_centre
 
 
