@@ -136,8 +136,8 @@ class _LiveLoop(_Loop):
 
     def _take_labels(self, examples: list[Example]) -> bool:
         """Swap in a new snapshot; False when it holds nothing to train on."""
-        train, val = split_validation(examples, self.p.config.val_fraction)
         check_examples(examples, self.num_classes)  # an image labeled since the start: NaN values?
+        train, val = split_validation(examples, self.p.config.val_fraction)
         if not train:
             return False
         self.p.train, self.p.val = train, val
@@ -280,10 +280,10 @@ class _LiveLoop(_Loop):
                     group["lr"] = self._lr(step, now - t0, budget_s)
                 try:
                     loss = self._step(batch.images, batch.masks)
-                except Exception as exc:
                 except StopRequested:
                     stopped = True
                     break
+                except Exception as exc:
                     if not _is_oom(exc) and self._drop_compile(exc):
                         continue
                     if not _is_oom(exc):
@@ -402,8 +402,8 @@ def train_live(project, config: TrainConfig, callback=None,
         write(lambda p: p.finish_run(run_name, "failed", {"error": str(exc)}, None))
         raise
     finally:
-        if threads:
         loop.close()
+        if threads:
             torch.set_num_threads(previous_threads)
     metrics = dict(result.metrics)
     metrics["val_image_ids"] = sorted({ex.ident for ex in loop.p.val if ex.ident is not None})
