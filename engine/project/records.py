@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# Run statuses whose checkpoint may predict or seed the next training (RunRecord.usable).
+USABLE_RUN_STATUSES = ("finished", "stopped")
+
 
 @dataclass(frozen=True)
 class ClassInfo:
@@ -38,3 +41,11 @@ class RunRecord:
     metrics: dict = field(default_factory=dict)
     checkpoint: Path | None = None  # absolute path, or None before one is saved
     config: dict = field(default_factory=dict)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the run's model may predict or seed the next training: it ended (finished or
+        stopped; a failed or interrupted run has no model to trust) and its checkpoint is on
+        disk now. The one definition the store, training and the window share."""
+        return (self.status in USABLE_RUN_STATUSES and self.checkpoint is not None
+                and Path(self.checkpoint).is_file())

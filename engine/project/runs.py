@@ -15,8 +15,6 @@ from engine.project.integrity import inside_project
 from engine.project.records import RunRecord
 
 RUN_RUNNING = "running"
-# Statuses whose checkpoint may seed the next training or make predictions.
-_USABLE_RUN_STATUSES = ("finished", "stopped")
 
 
 class RunsMixin(ProjectBase):
@@ -114,8 +112,4 @@ class RunsMixin(ProjectBase):
 
     def last_run(self) -> RunRecord | None:
         """The newest run that ended with a checkpoint (finished or stopped), or None."""
-        for run in reversed(self.runs()):
-            usable = run.status in _USABLE_RUN_STATUSES and run.checkpoint is not None
-            if usable and run.checkpoint.is_file():
-                return run
-        return None
+        return next((run for run in reversed(self.runs()) if run.usable), None)

@@ -13,9 +13,6 @@ from engine.training.events import TrainResult
 from engine.training.setup import prepare
 from engine.training.trainer import run_training
 
-FINISHED_STATUSES = ("finished", "stopped")
-
-
 def snapshot_examples(project) -> list[Example]:
     """Every labeled image with a copy of its label, read now: the window may keep painting
     while training runs, and training must see one consistent state."""
@@ -29,9 +26,7 @@ def snapshot_examples(project) -> list[Example]:
 
 def last_checkpoint_for(project, model: str) -> Path | None:
     """The checkpoint of the project's newest finished (or stopped) run of ``model``."""
-    candidates = [r for r in project.runs()
-                  if r.model == model and r.status in FINISHED_STATUSES
-                  and r.checkpoint is not None and Path(r.checkpoint).is_file()]
+    candidates = [r for r in project.runs() if r.model == model and r.usable]
     if not candidates:
         return None
     return Path(max(candidates, key=lambda r: r.created).checkpoint)

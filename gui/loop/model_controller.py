@@ -13,7 +13,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from gui.export_paths import export_start, remember_export
-from gui.loop.model_panel import ModelPanel, usable_run
+from gui.loop.model_panel import ModelPanel
 from gui.loop.worker import Worker, training_threads
 
 ACTIVE_KEY = "active_run"
@@ -89,7 +89,7 @@ class ModelController(QObject):
         project = self.window.project
         if project is None:
             return None
-        usable = {r.name: r for r in project.runs() if usable_run(r)}
+        usable = {r.name: r for r in project.runs() if r.usable}
         chosen = project.get_setting(ACTIVE_KEY, None)
         if chosen in usable:
             return usable[chosen]
@@ -129,7 +129,7 @@ class ModelController(QObject):
         project = self.window.project
         if project is None or not runs or (self.compare_worker and self.compare_worker.is_running()):
             return False
-        records = {r.name: r for r in project.runs() if usable_run(r)}
+        records = {r.name: r for r in project.runs() if r.usable}
         checkpoints = {name: records[name].checkpoint for name in runs if name in records}
         if not checkpoints:
             return False

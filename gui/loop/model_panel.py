@@ -7,7 +7,6 @@ A view only; the model controller fills it and does the work in workers.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
@@ -19,12 +18,6 @@ from gui.loop.training_panel import MODEL_LABELS
 
 # The run's name starts with its date and time, so "created" needs no column (it is a tooltip).
 RUN_COLUMNS = ("", "Run", "Model", "Val. mIoU", "Status")
-
-
-def usable_run(run) -> bool:
-    """A run that can predict: it ended (finished or stopped) and its checkpoint is there."""
-    return (run.status != "running" and run.checkpoint is not None
-            and Path(run.checkpoint).is_file())
 
 
 def mean_iou(metrics: dict | None) -> float | None:
@@ -140,7 +133,7 @@ class ModelPanel(QWidget):
         for run in reversed(runs):
             row = table.rowCount()
             table.insertRow(row)
-            usable = usable_run(run)
+            usable = run.usable
             values = ["●" if run.name == active else "", run.name,
                       MODEL_LABELS.get(run.model, run.model), _fmt(mean_iou(run.metrics)),
                       run.status]

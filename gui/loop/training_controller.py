@@ -20,7 +20,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.errors import UserError, WeightsUnavailableError
-from gui.loop.model_panel import mean_iou, usable_run
+from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
 
@@ -125,7 +125,7 @@ class TrainingController(QObject):
         last_runs: dict[str, tuple[str, dict]] = {}
         newest = None
         for run in (project.runs() if project is not None else []):
-            if usable_run(run):
+            if run.usable:
                 last_runs[run.model] = (run.name, dict(run.config.get("model_options") or {}))
                 newest = run
         self.panel.set_last_runs(last_runs, newest.model if newest else None)

@@ -250,6 +250,19 @@ def test_runs_and_settings(project):
     assert project.get_setting("crop") == {"size": 384, "tags": ["a"]}
 
 
+def test_a_usable_run_ended_well_and_has_its_checkpoint(tmp_path):
+    from engine.project import RunRecord
+
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(b"weights")
+    for status in ("finished", "stopped"):
+        assert RunRecord("r", "unet", "t", status, {}, ckpt).usable
+    for status in ("running", "failed", "interrupted"):
+        assert not RunRecord("r", "unet", "t", status, {}, ckpt).usable
+    assert not RunRecord("r", "unet", "t", "finished", {}, None).usable
+    assert not RunRecord("r", "unet", "t", "finished", {}, tmp_path / "gone.pt").usable
+
+
 def test_everything_persists_across_reopen(project):
     a = project.images()[0]
     mask = np.zeros((40, 50), np.uint8)
