@@ -55,7 +55,9 @@ class Prediction:
     uncertainty: float  # mean (1 - confidence) / (1 - 1/K), 0..1
 
     def confidence_u8(self) -> np.ndarray:
-        """Confidence as 0..255, the way the project stores it."""
+        """Confidence as 0..255, the way the project stores it (and the window shows it)."""
+        if self.confidence.dtype == np.uint8:
+            return self.confidence
         return np.clip(np.rint(self.confidence * 255.0), 0, 255).astype(np.uint8)
 
 

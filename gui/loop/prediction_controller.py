@@ -24,13 +24,6 @@ def live_prefetch() -> int:
     return 1 if usable_cores() <= 4 else 2
 
 
-def confidence_to_u8(confidence: np.ndarray) -> np.ndarray:
-    """The store keeps confidence as 0..255; the predictor gives 0..1 floats."""
-    if confidence.dtype == np.uint8:
-        return confidence
-    return np.clip(np.rint(confidence * 255.0), 0, 255).astype(np.uint8)
-
-
 def _predict_one(checkpoint: Path, image_path: Path):
     """Worker job factory: one image through the checkpoint's network."""
 
@@ -168,7 +161,7 @@ class PredictionController(QObject):
         if prediction is None:
             return
         project = self.window.project
-        confidence = confidence_to_u8(prediction.confidence)
+        confidence = prediction.confidence_u8()
         if store and project is not None and run is not None:
             try:
                 project.write_prediction(image_id, prediction.classmap, confidence, run,
@@ -281,7 +274,7 @@ class PredictionController(QObject):
         old = self.live_cache.get(image_id)
         if old is not None and old[0] > gen:
             return
-        cached = (gen, step, prediction.classmap, confidence_to_u8(prediction.confidence))
+        cached = (gen, step, prediction.classmap, prediction.confidence_u8())
         self.live_cache[image_id] = cached
         if image_id == self.window.current_image_id():
             self._show_live(image_id, cached)
