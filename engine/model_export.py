@@ -26,8 +26,9 @@ from typing import Any
 from engine import __version__
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError
+from engine.formats.registry import MODEL_EXPORT_FORMATS, PACKAGE_FORMAT, keys
 
-FORMATS = ("checkpoint", "torchscript", "onnx")
+FORMATS = tuple(k for k in keys(MODEL_EXPORT_FORMATS) if k != PACKAGE_FORMAT)
 ONNX_OPSET = 18
 SIDECAR_FORMAT = "maskloop-model"
 

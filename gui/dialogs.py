@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.formats import registry as format_registry
+
 # Dialogs that hold a folder path are at least this wide (pixels), so the path shows.
 DIALOG_MIN_WIDTH = 640
 
@@ -166,13 +168,8 @@ def pick_folder(parent: QWidget | None, title: str, start_dir: str = "") -> Path
     return Path(path) if path else None
 
 
-IMPORT_FORMAT_CHOICES = (
-    ("", "Detect from the files"),
-    ("png", "Images with mask images (PNG/TIFF masks in a folder)"),
-    ("coco", "COCO JSON"),
-    ("labelme", "LabelMe JSON"),
-    ("voc", "Pascal VOC folder"),
-)
+IMPORT_FORMAT_CHOICES = (("", "Detect from the files"),
+                         *((f.key, f.description) for f in format_registry.IMPORT_FORMATS))
 
 
 def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict | None:
@@ -244,13 +241,8 @@ def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict 
     }
 
 
-EXPORT_FORMAT_CHOICES = (
-    ("png", "Index PNG (value = class number, 255 = unlabeled)"),
-    ("color", "Colour PNG (class colours, unlabeled transparent)"),
-    ("coco", "COCO JSON (one object per connected region)"),
-    ("labelme", "LabelMe JSON (polygons, with the images)"),
-)
-REGION_FORMATS = ("coco", "labelme")
+EXPORT_FORMAT_CHOICES = tuple((f.key, f.description) for f in format_registry.MASK_EXPORT_FORMATS)
+REGION_FORMATS = format_registry.region_formats()
 
 
 class ExportMasksDialog(QDialog):

@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.formats import registry
 
-IMPORT_FORMATS = ("png", "coco", "labelme", "voc")
-MASK_FORMATS = ("png", "color", "coco", "labelme")
-MODEL_FORMATS = ("checkpoint", "torchscript", "onnx", "bioimageio")
+IMPORT_FORMATS = registry.keys(registry.IMPORT_FORMATS)
+MASK_FORMATS = registry.keys(registry.MASK_EXPORT_FORMATS)
+MODEL_FORMATS = registry.keys(registry.MODEL_EXPORT_FORMATS)
 
 
 def register(subparsers) -> None:

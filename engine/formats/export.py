@@ -48,10 +48,11 @@ from engine.errors import UserError
 from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
+from engine.formats.registry import MASK_EXPORT_FORMATS, keys
 from engine.palette import VOC_PALETTE
 from engine.labels import UNLABELED
 
-MASK_FORMATS = ("png", "color", "coco", "labelme")
+MASK_FORMATS = keys(MASK_EXPORT_FORMATS)
 REGION_MODES = ("instances", "semantic")
 COCO_FILE = "annotations.json"
 LEGEND_FILE = "labelmap.txt"

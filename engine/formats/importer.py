@@ -34,9 +34,10 @@ from engine.formats import labelme as labelme_format
 from engine.formats import voc as voc_format
 from engine.formats.classes import ClassTable
 from engine.formats.masks import RawMask, decode_raw_masks, read_mask_file
+from engine.formats.registry import IMPORT_FORMATS, keys
 from engine.natural_order import walk_files
 
-FORMATS = ("png", "coco", "labelme", "voc")
+FORMATS = keys(IMPORT_FORMATS)
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
 # Tried after the image's own stem: "cell_7.tif" also matches the mask "cell_7_mask.png".
 MASK_NAME_ENDINGS = ("", "_mask", "_masks", "_label", "_labels", "_gt", "_L")

@@ -38,13 +38,13 @@ from engine.errors import UserError
 from engine.training.config import TrainConfig
 from engine.training.data import (UNLABELED, CropSampler, Example, check_examples,
                                   class_pixel_counts, class_weights, split_validation)
-from engine.training.devices import device_name, thread_count
+from engine.devices import device_name, is_out_of_memory, thread_count
 from engine.training.events import (CheckpointSaved, LabelsUpdated, ModelKept, Notice, StepDone,
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.setup import prepare
-from engine.training.trainer import (BEST_NAME, LAST_NAME, READ_EVERY_S, _is_oom, _Loop,
+from engine.training.trainer import (BEST_NAME, LAST_NAME, READ_EVERY_S, _Loop,
                                      _LossWindow, _score)
 
 POLL_S = 2.0  # how often label files are checked for changes
@@ -284,9 +284,9 @@ class _LiveLoop(_Loop):
                     stopped = True
                     break
                 except Exception as exc:
-                    if not _is_oom(exc) and self._drop_compile(exc):
+                    if not is_out_of_memory(exc) and self._drop_compile(exc):
                         continue
-                    if not _is_oom(exc):
+                    if not is_out_of_memory(exc):
                         raise
                     del exc
                     self.emit(Notice(self._shrink_after_oom()))

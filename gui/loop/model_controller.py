@@ -12,17 +12,14 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
+from engine.formats.registry import MODEL_EXPORT_FORMATS
 from gui.export_paths import export_start, remember_export
 from gui.loop.model_panel import ModelPanel
 from gui.loop.worker import Worker, training_threads
 
 ACTIVE_KEY = "active_run"
 EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
-    "checkpoint": ("Checkpoint (.pt)…", "Maskloop checkpoint (*.pt)", ".pt"),
-    "torchscript": ("TorchScript (.pt)…", "TorchScript (*.pt)", ".pt"),
-    "onnx": ("ONNX (.onnx)…", "ONNX (*.onnx)", ".onnx"),
-    "bioimageio": ("bioimage.io model package (.zip)…", "bioimage.io model package (*.zip)", ".zip"),
-}
+    f.key: (f"{f.description}…", f.file_filter, f.suffix) for f in MODEL_EXPORT_FORMATS}
 PACKAGE_KEY = "bioimageio_package"  # project setting: the name, authors, licence given last
 
 

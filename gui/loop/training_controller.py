@@ -19,6 +19,7 @@ import time
 from PySide6.QtCore import QObject, QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
 from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
@@ -35,28 +36,14 @@ OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel an
               "smaller batch size or crop size, then train again.")
 
 
-def _is_oom(message: str) -> bool:
-    text = message.lower()
-    return "out of memory" in text or "outofmemory" in text
-
-
 def probe_devices(emit, stop) -> dict:
     """Worker job: the devices this machine can train on and the registered models.
 
     Run on demand (Advanced opened, or before the first training) because it imports torch."""
-    import torch
-
+    from engine.devices import list_devices
     from engine.models import available_models
 
-    devices = [("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU")]
-    if torch.cuda.is_available():
-        for i in range(torch.cuda.device_count()):
-            devices.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
-        devices[0] = ("auto", f"Automatic ({torch.cuda.get_device_name(0)})")
-    backend = getattr(torch.backends, "mps", None)
-    if backend is not None and backend.is_available():
-        devices.append(("mps", "Apple GPU (MPS)"))
-    return {"devices": devices, "models": available_models()}
+    return {"devices": list_devices(), "models": available_models()}
 
 
 class TrainingController(QObject):
@@ -382,7 +369,7 @@ class TrainingController(QObject):
         self.panel.show_epoch_line(f"Failed: {message}")
         if isinstance(error, WeightsUnavailableError):
             self._weights_missing(message)
-        elif _is_oom(message):
+        elif is_out_of_memory(message):
             self.window.show_error("Out of memory", OOM_ADVICE, details=message + ("\n\n" + log if log else ""))
         elif isinstance(error, UserError):
             self.window.show_error("Cannot train", message)

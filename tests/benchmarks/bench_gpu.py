@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     import torch
 
     from engine.training.config import default_batch
-    from engine.training.devices import device_name
+    from engine.devices import device_name
 
     if args.cpu:
         device = torch.device("cpu")
