@@ -252,7 +252,7 @@ def _device(device):
 
     if isinstance(device, torch.device):
         return device
-    from engine.training.devices import resolve_device
+    from engine.devices import resolve_device
 
     return resolve_device(device)
 

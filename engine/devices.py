@@ -1,4 +1,8 @@
-"""Which torch device training and prediction run on, and how it is named to the user."""
+"""Which torch device training and prediction run on, how it is named to the user, and how many
+CPU threads torch takes. The window asks here (in a worker) instead of importing torch itself.
+
+torch is imported inside the functions: importing this module costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -96,3 +100,45 @@ def thread_count(requested: int | None) -> int | None:
     if requested is not None and requested >= 1:
         return int(requested)
     return None
+
+
+def list_devices() -> list[tuple[str, str]]:
+    """``(device, label)`` for every device this machine can train on, "auto" first (its label
+    names the GPU it would take). Imports torch: call it from a worker thread."""
+    import torch
+
+    devices = [("auto", "Automatic (GPU when there is one)"), ("cpu", "CPU")]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            devices.append((f"cuda:{i}", f"GPU {i}: {torch.cuda.get_device_name(i)}"))
+        devices[0] = ("auto", f"Automatic ({torch.cuda.get_device_name(0)})")
+    if _mps_available(torch):
+        devices.append(("mps", "Apple GPU (MPS)"))
+    return devices
+
+
+def preload() -> None:
+    """Import torch and torch._dynamo (which the first optimizer built imports): the seconds a
+    window can pay in a background thread before the first training or prediction."""
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401
+
+
+def set_threads(count: int) -> None:
+    """Intra-op CPU threads torch may use in this process (a worker leaves the GUI a core)."""
+    import torch
+
+    torch.set_num_threads(max(1, int(count)))
+
+
+def is_out_of_memory(error: BaseException | str) -> bool:
+    """Whether an exception (or the message of one, as a worker reports it) is torch running out
+    of device memory, which the trainer retries with a smaller batch and the window explains."""
+    if isinstance(error, BaseException):
+        # By name, so that asking does not import torch (torch.OutOfMemoryError, or
+        # torch.cuda.OutOfMemoryError in older releases).
+        if any(cls.__name__ == "OutOfMemoryError" for cls in type(error).__mro__):
+            return True
+        return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    text = error.lower()  # a worker's message may carry the class name instead
+    return "out of memory" in text or "outofmemory" in text

@@ -78,7 +78,7 @@ class TrainConfig:
             raise UserError(f"threads must be a whole number of at least 1, not {self.num_threads!r}")
         if not isinstance(self.init, str) or not self.init:
             raise UserError("init must be last, pretrained, scratch or a checkpoint path")
-        from engine.training.devices import check_device_name
+        from engine.devices import check_device_name
 
         check_device_name(self.device)
 

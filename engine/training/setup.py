@@ -17,7 +17,7 @@ from engine.training.augment import choose_augment
 from engine.training.config import Resolved, TrainConfig, resolve_config
 from engine.training.data import Example, check_examples, input_channels, split_validation
 from engine.training.distributed import DistInfo, current
-from engine.training.devices import resolve_device
+from engine.devices import resolve_device
 
 
 @dataclass

@@ -28,7 +28,7 @@ from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training.augment import AugmentSettings, CropMaker
 from engine.training.data import CropSampler, Example, class_pixel_counts, class_weights
-from engine.training.devices import device_name, thread_count
+from engine.devices import device_name, is_out_of_memory, thread_count
 from engine.training.events import (CheckpointSaved, EpochDone, Notice, StepDone, TrainFailed,
                                     TrainFinished, TrainResult, TrainStarted)
 from engine.training.guards import ModelGuard, StopRequested
@@ -68,14 +68,6 @@ def lr_factor(progress: float, warmup: float) -> float:
         return 0.02 + 0.98 * progress / warmup
     t = (progress - warmup) / max(1e-9, 1.0 - warmup)
     return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * t))
-
-
-def _is_oom(exc: BaseException) -> bool:
-    import torch
-
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _optimizer_kind(device) -> dict:
@@ -391,7 +383,7 @@ class _Loop:
                                               self.autocast_dtype, tile=self.val_tile)
                 break
             except Exception as exc:
-                if not _is_oom(exc):
+                if not is_out_of_memory(exc):
                     raise
                 del exc
                 if self.device.type == "cuda":
@@ -530,9 +522,9 @@ class _Loop:
                     stopped = True
                     break
                 except Exception as exc:
-                    if not _is_oom(exc) and self._drop_compile(exc):
+                    if not is_out_of_memory(exc) and self._drop_compile(exc):
                         continue
-                    if not _is_oom(exc):
+                    if not is_out_of_memory(exc):
                         raise
                     del exc
                     text = self._shrink_after_oom()

@@ -28,13 +28,11 @@ def _predict_one(checkpoint: Path, image_path: Path):
     """Worker job factory: one image through the checkpoint's network."""
 
     def job(emit, stop):
-        import torch
-
+        from engine.devices import set_threads
         from engine.imageio import read_image
-        from engine.inference import Predictor
+        from engine.inference import PredictionStopped, Predictor
 
-        torch.set_num_threads(training_threads())
-        from engine.inference import PredictionStopped
+        set_threads(training_threads())
 
         image = read_image(image_path)
         try:
@@ -307,11 +305,10 @@ class PredictionController(QObject):
         self._all_total, self._all_done = len(ids), 0
 
         def job(emit, stop):
-            import torch
-
+            from engine.devices import set_threads
             from engine.inference import predict_project
 
-            torch.set_num_threads(training_threads())
+            set_threads(training_threads())
             return predict_project(project, run, ids, callback=emit, stop_event=stop)
 
         worker = Worker(job, "predict-all")

@@ -131,7 +131,7 @@ def main() -> int:
     import torch
 
     from engine.training.config import default_batch
-    from engine.training.devices import device_name, resolve_device
+    from engine.devices import device_name, resolve_device
 
     if args.device == "cpu":
         torch.set_num_threads(args.threads)

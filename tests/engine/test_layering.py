@@ -44,3 +44,22 @@ print('ok')
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().endswith("ok")
+
+
+def test_no_window_module_imports_torch():
+    """The window asks engine/ for devices and threads; only the self-test, which checks the
+    installed program end to end, runs torch itself."""
+    gui = ENGINE.parent / "gui"
+    offenders = []
+    for path in sorted(gui.rglob("*.py")):
+        if path.name == "selftest.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.relative_to(gui.parent)}:{node.lineno} imports {name}"
+                          for name in names if name.split(".")[0] in ("torch", "torchvision")]
+    assert not offenders, "\n".join(offenders)
