@@ -224,7 +224,6 @@ def run_train(args: argparse.Namespace) -> int:
                          val_fraction=args.val_fraction, seed=args.seed, amp=not args.no_amp,
                          loss=args.loss, num_threads=args.threads, augment=args.augment,
                          compile=bool(getattr(args, "compile", False)))
-    config.check()
     if not Path(args.project).is_dir():
         raise UserError("no such project folder", args.project)
     if args.live:

@@ -367,7 +367,6 @@ def train_live(project, config: TrainConfig, callback=None,
     stop_event = stop_event or threading.Event()
     emit = callback or (lambda event: None)
     write = writer or (lambda fn: fn(project))
-    config.check()
     source = ProjectLabels(project)
     examples = wait_for_labels(source, stop_event, emit)
     if examples is None:

@@ -186,16 +186,25 @@ class TrainingController(QObject):
         if live:
             # Until stopped: the budget fields are for the Train button.
             config.update(minutes=None, epochs=None)
+        from engine.training.config import TrainConfig
 
+        try:
+            # Made and checked here, in the GUI thread: a bad setting is a message now, not an
+            # exception in the worker after the panel has switched to "running".
+            train_config = TrainConfig.from_dict(config, strict=True)
+        except UserError as exc:
+            self.window.show_error("Cannot train", str(exc))
+            return False
+        if live:
             def job(emit, stop):
-                from engine.training import TrainConfig, train_live
+                from engine.training import train_live
 
-                return train_live(project, TrainConfig(**config), callback=emit, stop_event=stop)
+                return train_live(project, train_config, callback=emit, stop_event=stop)
         else:
             def job(emit, stop):
-                from engine.training import TrainConfig, train_project
+                from engine.training import train_project
 
-                return train_project(project, TrainConfig(**config), callback=emit, stop_event=stop)
+                return train_project(project, train_config, callback=emit, stop_event=stop)
 
         self._last_step = 0
         self._stopping = False
