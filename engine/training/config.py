@@ -48,13 +48,24 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __post_init__(self) -> None:
+        # Checked once, where the config is made (the CLI's parser, the window's thread), so a
+        # bad value is a UserError there, before a worker, a run or a file exists.
+        self.check()
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: dict[str, Any], strict: bool = False) -> "TrainConfig":
+        """Unknown keys are dropped (a run's stored config from another version), or with
+        ``strict`` a UserError naming them (a caller's misspelt setting)."""
         names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if strict and unknown:
+            raise UserError(f"unknown training setting{'s' if len(unknown) > 1 else ''}: "
+                            f"{', '.join(unknown)}")
         return cls(**{k: v for k, v in data.items() if k in names})
 
     def check(self) -> None:
-        """Reject impossible values before anything is loaded or written."""
+        """Reject impossible values before anything is loaded or written (run on creation)."""
         if self.epochs is not None and (isinstance(self.epochs, bool) or not isinstance(self.epochs, int)
                                         or not 1 <= self.epochs <= MAX_EPOCHS):
             raise UserError(f"epochs must be a whole number from 1 to {MAX_EPOCHS}, not "

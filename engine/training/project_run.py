@@ -59,7 +59,6 @@ def train_project(project, config: TrainConfig, callback=None,
     Nothing is written when the input is refused (no labeled pixels, a label of the wrong size,
     an unknown model or device...). Under torchrun only process 0 writes to the project.
     """
-    config.check()
     examples = snapshot_examples(project)
     if not examples:
         raise UserError("no labeled pixels: paint a few strokes of each class on some images "

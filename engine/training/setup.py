@@ -130,7 +130,6 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
 
     from engine.models import resolve_options
 
-    config.check()
     options = resolve_options(config.model, config.model_options)  # unknown model: UserError
     classes = normalize_classes(classes)
     num_classes = len(classes)

@@ -201,6 +201,13 @@ def test_config_rejects_impossible_values(fields, message):
         TrainConfig(**fields).check()
 
 
+def test_config_is_checked_where_it_is_made_and_names_unknown_settings():
+    with pytest.raises(UserError, match="epochs"):
+        TrainConfig(epochs=0)
+    with pytest.raises(UserError, match="unknown training setting: batchsize"):
+        TrainConfig.from_dict({"batchsize": 4}, strict=True)
+
+
 def test_config_round_trips_through_a_dict():
     config = TrainConfig(model="fcn8s", minutes=2.5, model_options={"pretrained": False})
     assert TrainConfig.from_dict({**config.to_dict(), "unknown": 1}) == config

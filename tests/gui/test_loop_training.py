@@ -256,3 +256,13 @@ def test_out_of_memory_suggests_a_smaller_batch_or_crop(qtbot, tmp_path, dialogs
     assert message in details
     assert "retrying with batch 2" in window.loop.training_panel.log.toPlainText()
     close_window(qtbot, window)
+
+
+def test_a_misspelt_setting_is_refused_before_a_worker_starts(qtbot, tmp_path, dialogs,
+                                                              sample_template):
+    window = open_window(qtbot, copy_project(sample_template, tmp_path))
+    assert window.loop.training.start({"batchsize": 4}) is False
+    title, text, _ = dialogs.errors[0]
+    assert title == "Cannot train" and "batchsize" in text
+    assert not window.loop.training.is_running() and window.project.runs() == []
+    close_window(qtbot, window)
