@@ -389,24 +389,11 @@ def output_names(images: list[Path]) -> list[str]:
 
 
 def write_index_png(path: Path, classmap, colors: list[tuple[int, int, int]]) -> None:
-    """An 8-bit palette PNG: pixel value = class index (what other tools read), colours of the
-    classes (VOC colours for the rest) so that it also looks right in an image viewer."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
+    """The mask export's index PNG (pixel value = class index), in the classes' colours."""
     from engine.atomic import atomic_write_bytes
-    from engine.palette import VOC_PALETTE
+    from engine.project.labelpng import encode_index_png
 
-    palette = np.array(VOC_PALETTE, dtype=np.uint8).copy()
-    for k, color in enumerate(colors[:255]):
-        palette[k] = color
-    image = Image.fromarray(np.ascontiguousarray(classmap, dtype=np.uint8), mode="P")
-    image.putpalette(palette.reshape(-1).tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, encode_index_png(classmap, colors))
 
 
 def _predict_files(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
 from engine.formats.registry import MASK_EXPORT_FORMATS, keys
-from engine.palette import VOC_PALETTE
+from engine.project.labelpng import encode_index_png
 from engine.labels import UNLABELED
 
 MASK_FORMATS = keys(MASK_EXPORT_FORMATS)
@@ -70,13 +70,6 @@ class ExportReport:
 
     def summary(self) -> str:
         return f"exported {self.images} image{'s' * (self.images != 1)} as {self.format} to {self.out_dir}"
-
-
-def encode_index_png(labels: np.ndarray) -> bytes:
-    """Index PNG with the VOC palette; 255 stays 255 (VOC's void), no transparency."""
-    from engine.project.labelpng import encode_png8
-
-    return encode_png8(np.ascontiguousarray(labels, np.uint8), VOC_PALETTE, transparent_index=None, level=6)
 
 
 def encode_color_png(labels: np.ndarray, colors: list[tuple[int, int, int]]) -> bytes:

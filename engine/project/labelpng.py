@@ -60,6 +60,20 @@ def encode_png8(
     return b"".join(parts)
 
 
+def encode_index_png(labels: np.ndarray, colors=(), level: int = 6) -> bytes:
+    """The index PNG other tools read (mask export, ``predict --model``): pixel value = class
+    number, 255 stays 255 (VOC's void) and is not transparent. The palette holds ``colors``
+    (the classes' RGB, in order) and VOC's colours beyond them, so it also looks right in an
+    image viewer."""
+    from engine.palette import VOC_PALETTE
+
+    palette = np.array(VOC_PALETTE, dtype=np.uint8).copy()
+    for k, color in enumerate(list(colors)[:255]):
+        palette[k] = color
+    return encode_png8(np.ascontiguousarray(labels, np.uint8), palette, transparent_index=None,
+                       level=level)
+
+
 def _rows(array: np.ndarray) -> np.ndarray:
     # Each PNG row starts with its filter byte; 0 = "none".
     rows = np.empty((array.shape[0], array.shape[1] + 1), np.uint8)

@@ -66,3 +66,20 @@ def test_decode_refuses_other_kinds():
         decode_png8(rgb, "x.png")
     with pytest.raises(Exception, match="damaged"):
         decode_png8(encode_png8(np.zeros((50, 50), np.uint8))[:-30], "cut.png")
+
+
+def test_index_png_keeps_values_with_the_class_colours_then_voc():
+    import io
+
+    from PIL import Image
+
+    from engine.palette import VOC_PALETTE
+    from engine.project.labelpng import encode_index_png
+
+    labels = np.array([[0, 1], [2, 255]], np.uint8)
+    image = Image.open(io.BytesIO(encode_index_png(labels, [(10, 20, 30), (40, 50, 60)])))
+    assert image.mode == "P" and "transparency" not in image.info
+    assert np.array_equal(np.asarray(image), labels)
+    palette = np.array(image.getpalette()[:768], np.uint8).reshape(-1, 3)
+    assert palette[0].tolist() == [10, 20, 30] and palette[1].tolist() == [40, 50, 60]
+    assert palette[2].tolist() == VOC_PALETTE[2].tolist()
