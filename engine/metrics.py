@@ -92,6 +92,21 @@ def metrics_from_confusion(cm, class_names: Sequence[str] | None = None) -> dict
     }
 
 
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """One line for a training's log: mean IoU, pixel accuracy and each class's IoU, or the
+    training loss when the run had no validation pixels."""
+    if metrics.get("mean_iou") is None:
+        loss = metrics.get("train_loss")
+        return f"training loss {loss:.4f} (no validation images)" if loss is not None else "none"
+    parts = [f"mean IoU {metrics['mean_iou']:.3f}"]
+    if metrics.get("pixel_accuracy") is not None:
+        parts.append(f"pixel accuracy {metrics['pixel_accuracy']:.3f}")
+    for name, values in (metrics.get("per_class") or {}).items():
+        if values.get("iou") is not None:
+            parts.append(f"{name} IoU {values['iou']:.3f}")
+    return ", ".join(parts)
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
     """A small table for people: one line per class, then the means."""
     def pct(value):

@@ -151,7 +151,9 @@ class _Progress:
         r = e.result
         self._print(("stopped" if r.stopped else "finished") +
                     f" after {_epochs_and_steps(r.metrics)} in {_clock(r.metrics.get('seconds', 0))}")
-        self._print(f"metrics: {format_metrics(r.metrics)}")
+        from engine.metrics import metrics_line
+
+        self._print(f"metrics: {metrics_line(r.metrics)}")
         self._print(f"checkpoint: {r.best_checkpoint}")
 
 
@@ -167,19 +169,6 @@ def _epochs_and_steps(metrics: dict) -> str:
 def _clock(seconds: float | None) -> str:
     seconds = int(round(seconds or 0))
     return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def format_metrics(metrics: dict) -> str:
-    if metrics.get("mean_iou") is None:
-        loss = metrics.get("train_loss")
-        return f"training loss {loss:.4f} (no validation images)" if loss is not None else "none"
-    parts = [f"mean IoU {metrics['mean_iou']:.3f}"]
-    if metrics.get("pixel_accuracy") is not None:
-        parts.append(f"pixel accuracy {metrics['pixel_accuracy']:.3f}")
-    for name, values in (metrics.get("per_class") or {}).items():
-        if values.get("iou") is not None:
-            parts.append(f"{name} IoU {values['iou']:.3f}")
-    return ", ".join(parts)
 
 
 class _StopOnInterrupt:

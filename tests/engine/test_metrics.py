@@ -77,3 +77,12 @@ def test_format_metrics_lists_every_class():
     target = np.array([[0, 1], [1, 1]])
     text = format_metrics(metrics_from_confusion(confusion_matrix(target, target, 2), ["background", "cell"]))
     assert "background" in text and "cell" in text and "100.0%" in text
+
+
+def test_metrics_line_is_one_line_for_the_training_log():
+    from engine.metrics import metrics_line
+
+    target = np.array([[0, 1], [1, 1]], np.uint8)
+    line = metrics_line(metrics_from_confusion(confusion_matrix(target, target, 2), ["bg", "cell"]))
+    assert line.startswith("mean IoU 1.000, pixel accuracy 1.000") and "cell IoU 1.000" in line
+    assert metrics_line({"train_loss": 0.5}) == "training loss 0.5000 (no validation images)"
