@@ -21,6 +21,8 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
+from engine.training.events import (CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice,
+                                    StepDone, TrainFailed, TrainStarted)
 from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
@@ -268,9 +270,18 @@ class TrainingController(QObject):
     # -- what the engine says --------------------------------------------------------------------
 
     def _on_event(self, event: object) -> None:
-        handler = getattr(self, f"_on_{type(event).__name__}", None)
+        handler = self._handlers().get(type(event))
         if handler is not None:
             handler(event)
+
+    def _handlers(self) -> dict[type, Any]:
+        """What each engine event does, by class: renaming an event class breaks this table at
+        import instead of silently dropping its handler. TrainFinished needs no handler (the
+        worker's result is the same TrainResult)."""
+        return {TrainStarted: self._on_TrainStarted, StepDone: self._on_StepDone,
+                LabelsUpdated: self._on_LabelsUpdated, ModelKept: self._on_ModelKept,
+                EpochDone: self._on_EpochDone, CheckpointSaved: self._on_CheckpointSaved,
+                Notice: self._on_Notice, TrainFailed: self._on_TrainFailed}
 
     def _on_TrainStarted(self, e) -> None:  # noqa: N802 - named after the event class
         self.panel.show_started(e.device_name, e.num_train, e.num_val)
