@@ -12,7 +12,6 @@ The training loop (gui/loop/) plugs in through the API below (see ARCHITECTURE.m
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Callable
 
@@ -86,7 +85,7 @@ class MainWindow(QMainWindow):
         self._update_title()
         self._update_image_actions()
 
-        if install_loop and importlib.util.find_spec("gui.loop") is not None:
+        if install_loop:
             from gui.loop import install_loop as install
 
             install(self)
