@@ -288,8 +288,7 @@ class _Loop:
         per_epoch = self.sampler.samples_per_epoch()
         self.steps_per_epoch = max(1, math.ceil(per_epoch / (self.batch_size * self.dist.world)))
         if self._crops != "threads":
-            if self._images_for is not self.p.train or (
-                    self._images.streamed and self._images.window != maker.window):
+            if self._images_for is not self.p.train:
                 self._images = None  # free the old ones before the new ones take the memory
                 mode = "auto" if self._crops == "auto" else self._crops
                 self._images = resident.make_images(self.p.train, self.p.normalization,
