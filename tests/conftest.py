@@ -11,6 +11,9 @@ import pytest
 # Before anything imports Qt: CI has no display.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("MASKLOOP_TORCH_THREADS", "2")
+# The window loads torch in a background thread after it opens; a test's window would leave
+# that thread running past its end (tests/gui/test_loop_live.py tests the warm-up itself).
+os.environ.setdefault("MASKLOOP_NO_WARMUP", "1")
 
 REPO = Path(__file__).resolve().parent.parent
 MEMBRANE = (REPO / ".." / "shared" / "data" / "membrane").resolve()

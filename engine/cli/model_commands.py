@@ -275,7 +275,9 @@ def _register_predict(subparsers) -> None:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--all", action="store_true", help="every image of the project")
     which.add_argument("--unlabeled", action="store_true", help="only images without any label")
-    p.add_argument("--model", metavar="CKPT", help="a checkpoint file: predict IMAGE files without a project")
+    p.add_argument("--model", metavar="MODEL",
+                   help="a Maskloop checkpoint (.pt) or a bioimage.io package (.zip) Maskloop "
+                        "exported: predict IMAGE files without a project")
     p.add_argument("--out", metavar="DIR", help="with --model: folder for the mask PNGs")
     p.add_argument("--overwrite", action="store_true",
                    help="with --model: replace mask PNGs already in --out (default: refuse)")

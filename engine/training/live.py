@@ -131,6 +131,7 @@ class _LiveLoop(_Loop):
         self.val_version = 0
         self.judge_model = None
         self.improvements = 0
+        self.pixel_cache: dict = {}  # filter responses per image, while its labels are unchanged
 
     # -- labels ---------------------------------------------------------------------------------
 

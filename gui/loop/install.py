@@ -225,5 +225,6 @@ def install_loop(window) -> Loop:
                 docks, act, validation)
     window.loop = loop
     project_changed(window.project)
+    training.schedule_warm_up()  # torch loads while the user looks at the first image
     return loop
 

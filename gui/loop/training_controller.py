@@ -14,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import os
+import sys
 import time
 
 from PySide6.QtCore import QObject, QTimer, Signal
@@ -36,6 +38,28 @@ SETTINGS_KEY = "loop.training"
 LIVE_AUTOSAVE_MS = 400
 OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel and choose a "
               "smaller batch size or crop size, then train again.")
+
+
+# Seconds after the window opens before torch is loaded in the background; 0 (or the
+# environment variable MASKLOOP_NO_WARMUP=1) leaves it to the first training or prediction.
+WARM_UP_DELAY_MS = 1500
+
+
+def warm_up(emit, stop) -> bool:
+    """Worker job: load what the first training or prediction needs, while the user looks.
+
+    Importing torch and torchvision takes 6 to 8 s on a laptop, and the first optimizer that
+    is built imports torch._dynamo (seconds more); paid here, Train, Live and the first
+    prediction answer seconds sooner. Imports only: no thread of torch's starts, nothing is
+    allocated on a GPU."""
+    from engine.devices import preload
+
+    preload()
+    import engine.inference  # noqa: F401
+    import engine.models  # noqa: F401
+    import engine.training.live  # noqa: F401
+    import engine.training.pixel_stage  # noqa: F401
+    return True
 
 
 def probe_devices(emit, stop) -> dict:
@@ -65,6 +89,7 @@ class TrainingController(QObject):
         self.panel = panel
         self.worker: Worker | None = None
         self._probe: Worker | None = None
+        self._warm: Worker | None = None
         self._probed = False
         self._last_step = 0
         self._overrides: dict[str, Any] = {}
@@ -121,6 +146,24 @@ class TrainingController(QObject):
         return newest
 
     # -- devices (lazy: the only reason to import torch before training) ------------------------
+
+    def schedule_warm_up(self, delay_ms: int = WARM_UP_DELAY_MS) -> bool:
+        """Load torch in the background once the window is up (see :func:`warm_up`)."""
+        if delay_ms <= 0 or os.environ.get("MASKLOOP_NO_WARMUP") == "1" or "torch" in sys.modules:
+            return False
+        QTimer.singleShot(delay_ms, self.warm_up)
+        return True
+
+    def warm_up(self) -> None:
+        if self._warm is not None or "torch" in sys.modules:
+            return
+        worker = Worker(warm_up, "warm-up")
+        worker.failed.connect(lambda *_: None)  # the training that needs torch will say why
+        worker.done.connect(self._warm_done)
+        self._warm = worker.start()
+
+    def _warm_done(self) -> None:
+        self._warm = None
 
     def probe(self) -> None:
         if self._probed or self._probe is not None:
@@ -262,7 +305,7 @@ class TrainingController(QObject):
 
     def shutdown(self, msecs: int = 15_000) -> None:
         """Stop every job of this controller and wait for their threads (window closing)."""
-        for worker in (self.worker, self._probe):
+        for worker in (self.worker, self._probe, self._warm):
             if worker is not None and worker.is_running():
                 worker.cancel()
                 worker.wait(msecs)

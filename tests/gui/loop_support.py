@@ -100,7 +100,8 @@ def close_window(qtbot, window) -> None:
 
 
 def running_workers(loop) -> list:
-    return [loop.training.worker, loop.training._probe, loop.predictions.one_worker,
+    return [loop.training.worker, loop.training._probe, loop.training._warm,
+            loop.predictions.one_worker,
             loop.predictions.all_worker, loop.predictions.live_worker, loop.models.compare_worker,
             loop.models.export_worker]
 

@@ -103,3 +103,47 @@ def test_validation_squares_are_shown_where_the_engine_holds_pixels_out(
     assert window.canvas.validation_squares == []
     assert window.canvas.grab().toImage() != before  # they were drawn, and now are not
     close_window(qtbot, window)
+
+
+WARM_UP_SCRIPT = r"""
+import os, sys, time
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from gui.main_window import MainWindow
+assert "torch" not in sys.modules, "the window must not wait for torch"
+window = MainWindow(autosave_ms=200)
+window.show()
+opened = time.monotonic()
+ticks = []
+timer = QTimer()
+timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+timer.start(20)
+training = window.loop.training
+while time.monotonic() - opened < 120:
+    app.processEvents()
+    time.sleep(0.005)
+    if "torch._dynamo" in sys.modules and training._warm is None:
+        break
+loaded = "torch._dynamo" in sys.modules and training._warm is None
+window.close()
+app.processEvents()
+print("LOADED" if loaded else "NOT LOADED", len(ticks))
+"""
+
+
+def test_the_window_loads_torch_in_the_background_after_it_opens(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "MASKLOOP_NO_WARMUP"}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", WARM_UP_SCRIPT], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    status, ticks = done.stdout.split()[-2:]
+    assert status == "LOADED", done.stdout + done.stderr[-2000:]
+    assert int(ticks) > 10  # the event loop kept running while torch loaded
