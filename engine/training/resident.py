@@ -17,7 +17,8 @@ reproducible from its seed on every device, batch size and process count.
 
 Projects too large for the device stream instead (:class:`StreamedImages`): each crop's window
 is cut and normalised on the CPU (on a background thread on an accelerator), copied through
-pinned memory, and augmented on the device by the same kernels. Both are iterated by
+pinned memory, and augmented on the device by the same kernels. On the CPU that streamed form
+is the one used: there the images already are where the network reads them. Both are iterated by
 :class:`DeviceBatchStream`, which yields the :class:`engine.training.stream.Batch` the loop
 already takes, its tensors already on the device.
 """
