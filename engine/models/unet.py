@@ -19,9 +19,9 @@ from engine.models.filter_bank import FilterBank
 from engine.models.layers import (NORMS, check_positive_int, conv_norm_relu, init_conv_weights,
                                   pad_to_multiple)
 from engine.models.registry import register_model
+from engine.models.weights import apply_weights_file, fetch_pretrained
 
 PIXEL_WIDTH = 32  # hidden width of the per-pixel classifier on the filter responses
-from engine.models.weights import apply_weights_file, fetch_pretrained
 
 # Decoder widths at each skip (shallow last) for the pretrained encoders; the plain encoder
 # mirrors its own widths as in the paper.

@@ -11,7 +11,7 @@ import re
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -22,7 +22,10 @@ from engine.project.integrity import disk_nearly_full
 from engine.project.labelpng import read_png8
 from engine.project.lock import ProjectLock
 from engine.project.records import ClassInfo
-from engine.labels import MAX_CLASSES, UNLABELED
+
+if TYPE_CHECKING:
+    from engine.project.store import Project
+from engine.labels import UNLABELED
 
 DB_NAME = "project.db"
 IMAGES = "images"

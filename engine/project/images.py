@@ -13,6 +13,7 @@ import numpy as np
 from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError
+from engine.labels import MAX_CLASSES, UNLABELED
 from engine.natural_order import is_regular_file, natural_key
 from engine.palette import palette_for
 from engine.project.base import (
@@ -20,8 +21,6 @@ from engine.project.base import (
     IMAGES,
     LABELS,
     PREDICTIONS,
-    MAX_CLASSES,
-    UNLABELED,
     ProjectBase,
     utc_now,
 )

@@ -39,7 +39,7 @@ from engine.training.config import TrainConfig
 from engine.training.data import (UNLABELED, CropSampler, Example, check_examples,
                                   class_pixel_counts, class_weights, split_validation)
 from engine.devices import device_name, is_out_of_memory, thread_count
-from engine.training.events import (CheckpointSaved, LabelsUpdated, ModelKept, Notice, StepDone,
+from engine.training.events import (LabelsUpdated, ModelKept, Notice, StepDone,
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
@@ -398,8 +398,9 @@ def train_live(project, config: TrainConfig, callback=None,
         write(lambda p: p.finish_run(run_name, "interrupted", {}, None))
         raise
     except BaseException as exc:
-        emit(TrainFailed(str(exc)))
-        write(lambda p: p.finish_run(run_name, "failed", {"error": str(exc)}, None))
+        message = str(exc)  # the lambda may run after the except block has unbound exc
+        emit(TrainFailed(message))
+        write(lambda p: p.finish_run(run_name, "failed", {"error": message}, None))
         raise
     finally:
         loop.close()

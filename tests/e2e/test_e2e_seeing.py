@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from PySide6.QtCore import Qt
 
 from drive import at, drag
 

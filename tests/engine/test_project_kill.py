@@ -165,7 +165,7 @@ def test_import_with_labels_killed_midway_leaves_nothing(tmp_path, crash_at):
     src.mkdir()
     files = []
     for i in range(3):
-        files.append(str(src / f"i{{i}}.png".format(i=i)))
+        files.append(str(src / "i{i}.png".format(i=i)))
         cv2.imwrite(files[-1], np.zeros((H, W, 3), np.uint8))
     path = tmp_path / "p"
     Project.create(path, ["bg", "fg"]).close()
