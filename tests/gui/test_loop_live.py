@@ -58,7 +58,9 @@ def _live_session(qtbot, window, path, dialogs) -> None:
     with qtbot.waitSignal(loop.training.trainingFinished, timeout=180_000) as finished:
         loop.actions["live"].trigger()
     result = finished.args[0]
-    qtbot.waitUntil(lambda: not loop.training.is_running(), timeout=15_000)
+    # The panel is reset when the worker's thread has ended (its "done", after the result).
+    qtbot.waitUntil(lambda: not loop.training.is_running() and panel.train_button.isEnabled(),
+                    timeout=15_000)
     assert result.stopped and result.best_checkpoint.is_file()
     run = window.project.runs()[-1]
     assert run.name == result.run and run.status == "stopped"
