@@ -71,6 +71,14 @@ def validation_mask(height: int, width: int, key: int, fraction: float = FRACTIO
     return np.repeat(np.repeat(cells, CELL, 0), CELL, 1)[:height, :width]
 
 
+def validation_squares(height: int, width: int, key: int, fraction: float = FRACTION
+                       ) -> list[tuple[int, int, int, int]]:
+    """``(y0, x0, y1, x1)`` of every held-out square of an image (cut at its edges)."""
+    cells = validation_cells(height, width, key, fraction)
+    return [(int(cy) * CELL, int(cx) * CELL, min(height, (int(cy) + 1) * CELL),
+             min(width, (int(cx) + 1) * CELL)) for cy, cx in zip(*np.nonzero(cells))]
+
+
 def split_examples(examples: list[Example], fraction: float = FRACTION
                    ) -> tuple[list[Example], list[Example]]:
     """(training examples without their held-out pixels, validation windows).
@@ -82,14 +90,12 @@ def split_examples(examples: list[Example], fraction: float = FRACTION
     train, val = [], []
     for ex in examples:
         h, w = ex.label.shape
-        cells = validation_cells(h, w, image_key(ex), fraction)
-        if not cells.any():
+        squares = validation_squares(h, w, image_key(ex), fraction)
+        if not squares:
             train.append(ex)
             continue
         label = ex.label.copy()
-        for cy, cx in zip(*np.nonzero(cells)):
-            y0, x0 = cy * CELL, cx * CELL
-            y1, x1 = min(h, y0 + CELL), min(w, x0 + CELL)
+        for y0, x0, y1, x1 in squares:
             square = ex.label[y0:y1, x0:x1]
             if not (square != UNLABELED).any():
                 continue

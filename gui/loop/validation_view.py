@@ -11,21 +11,14 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
-from engine.training.holdout import CELL, image_key, validation_cells
+from engine.training.holdout import image_key, validation_squares
 from engine.labels import UNLABELED
 
 
 def held_out_squares(labels: np.ndarray, image_id: int) -> list[tuple[int, int, int, int, bool]]:
     """(x, y, w, h, holds labels) of every held-out square of an image with these labels."""
-    h, w = labels.shape
-    cells = validation_cells(h, w, image_key("", ident=image_id))
-    squares = []
-    for cy, cx in zip(*np.nonzero(cells)):
-        y0, x0 = int(cy) * CELL, int(cx) * CELL
-        y1, x1 = min(h, y0 + CELL), min(w, x0 + CELL)
-        labeled = bool((labels[y0:y1, x0:x1] != UNLABELED).any())
-        squares.append((x0, y0, x1 - x0, y1 - y0, labeled))
-    return squares
+    return [(x0, y0, x1 - x0, y1 - y0, bool((labels[y0:y1, x0:x1] != UNLABELED).any()))
+            for y0, x0, y1, x1 in validation_squares(*labels.shape, image_key("", ident=image_id))]
 
 
 class ValidationView(QObject):

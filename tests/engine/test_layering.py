@@ -11,18 +11,19 @@ ENGINE = Path(__file__).resolve().parents[2] / "engine"
 FORBIDDEN = ("PySide6", "PyQt5", "PyQt6", "shiboken6", "gui")
 
 
+def imported(path: Path):
+    """(line, module) of every absolute import in a file, at any depth (lazy ones too)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module
+
+
 def test_no_engine_module_imports_qt_or_gui():
-    offenders = []
-    for path in sorted(ENGINE.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            for name in names:
-                if name.split(".")[0] in FORBIDDEN:
-                    offenders.append(f"{path.relative_to(ENGINE.parent)}:{node.lineno} imports {name}")
+    offenders = [f"{path.relative_to(ENGINE.parent)}:{line} imports {name}"
+                 for path in sorted(ENGINE.rglob("*.py")) for line, name in imported(path)
+                 if name.split(".")[0] in FORBIDDEN]
     assert not offenders, "\n".join(offenders)
 
 
@@ -50,16 +51,7 @@ def test_no_window_module_imports_torch():
     """The window asks engine/ for devices and threads; only the self-test, which checks the
     installed program end to end, runs torch itself."""
     gui = ENGINE.parent / "gui"
-    offenders = []
-    for path in sorted(gui.rglob("*.py")):
-        if path.name == "selftest.py":
-            continue
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            offenders += [f"{path.relative_to(gui.parent)}:{node.lineno} imports {name}"
-                          for name in names if name.split(".")[0] in ("torch", "torchvision")]
+    offenders = [f"{path.relative_to(gui.parent)}:{line} imports {name}"
+                 for path in sorted(gui.rglob("*.py")) if path.name != "selftest.py"
+                 for line, name in imported(path) if name.split(".")[0] in ("torch", "torchvision")]
     assert not offenders, "\n".join(offenders)
