@@ -177,7 +177,7 @@ def test_readme_lists_the_system_packages_of_a_linux_desktop():
 # The tests that may take the downloaded ISBI slices (skipped on a fresh clone): learning
 # quality on real images, and reading those very files. Everything else takes ``slices_dir``
 # or the built-in sample.
-REAL_DATA_TESTS = {"tests/engine/test_training_membrane.py", "tests/engine/test_imageio.py"}
+REAL_DATA_TESTS = {"tests/engine/training/test_training_membrane.py", "tests/engine/test_imageio.py"}
 
 
 def test_a_fresh_clone_runs_the_window_and_loop_tests_without_downloaded_data():

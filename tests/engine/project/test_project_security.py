@@ -20,7 +20,7 @@ from engine.cli import main
 from engine.errors import ProjectLockedError, UserError
 from engine.project import Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _project(tmp_path: Path, images: int = 2) -> Path:

@@ -21,7 +21,7 @@ from engine.formats.labelme import labelme_to_labels, labels_to_labelme, read_la
 from engine.project import Project
 from test_formats_annotations import COLORS, NAMES, _table, holey_labels
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def cells() -> np.ndarray:

@@ -9,7 +9,7 @@ from pathlib import Path
 from engine.cli import main
 from engine.project import Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_new_creates_a_project_with_the_classes(tmp_path, capsys):

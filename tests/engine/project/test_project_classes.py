@@ -16,7 +16,7 @@ from engine.errors import UserError
 from engine.palette import default_class_color
 from engine.project import ClassInfo, Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHAPE = (30, 40)
 
 

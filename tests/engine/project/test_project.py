@@ -19,7 +19,7 @@ from engine.palette import default_class_color
 from engine.project import ClassInfo, Project
 from engine.project import schema
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _write_images(folder: Path, count: int = 3, size=(40, 50)) -> list[Path]:

@@ -19,7 +19,7 @@ import pytest
 
 from engine.project import Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 H, W = 192, 256
 KILLS = 20
 

@@ -15,7 +15,7 @@ from engine.checkpoint import load_checkpoint
 from engine.project import Project
 from training_data import make_project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.slow

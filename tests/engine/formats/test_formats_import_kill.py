@@ -19,7 +19,7 @@ import pytest
 
 from engine.project import Project
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 H, W = 96, 128
 COUNT = 20
 STEPS = 2 * COUNT  # the store's progress: one per image copied, one per label written
