@@ -36,8 +36,9 @@ import numpy as np
 
 from engine.errors import UserError
 from engine.training.config import TrainConfig
-from engine.training.data import (UNLABELED, CropSampler, Example, check_examples,
-                                  class_pixel_counts, class_weights, split_validation)
+from engine.labels import UNLABELED
+from engine.training.data import (CropSampler, Example, check_examples, class_pixel_counts,
+                                  class_weights, split_validation)
 from engine.devices import device_name, is_out_of_memory, thread_count
 from engine.training.events import (LabelsUpdated, ModelKept, Notice, StepDone,
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)

@@ -25,8 +25,9 @@ import zlib
 
 import numpy as np
 
+from engine.labels import UNLABELED
 from engine.normalization import normalize
-from engine.training.data import UNLABELED, Example
+from engine.training.data import Example
 
 PIXELS_PER_CLASS = 20_000  # per image, as the ilastik-style forest samples
 TILE = 1024

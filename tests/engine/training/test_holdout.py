@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from engine.training.data import UNLABELED, Example, split_validation
+from engine.labels import UNLABELED
+from engine.training.data import Example, split_validation
 from engine.training.holdout import (CELL, CONTEXT, image_key, split_examples, validation_cells,
                                      validation_mask)
 
