@@ -93,6 +93,7 @@ class _Progress:
         self.out = out
         self.every_s = every_s
         self._last = 0.0
+        self._table: dict | None = None
 
     def __call__(self, event) -> None:
         from engine.training.events import event_to_dict
@@ -100,21 +101,32 @@ class _Progress:
         if self.as_json:
             print(json.dumps(event_to_dict(event)), file=self.out or sys.stdout, flush=True)
             return
-        name = type(event).__name__
-        handler = getattr(self, f"_{name}", None)
+        if self._table is None:
+            self._table = self._handlers()
+        handler = self._table.get(type(event))
         if handler is not None:
             handler(event)
+
+    def _handlers(self) -> dict:
+        """{event class: handler}: a renamed event breaks this import, not its lines silently."""
+        from engine.training.events import (EpochDone, LabelsUpdated, ModelKept, Notice, StepDone,
+                                            TrainFinished, TrainStarted)
+
+        return {TrainStarted: self._on_train_started, StepDone: self._on_step_done,
+                EpochDone: self._on_epoch_done, Notice: self._on_notice,
+                LabelsUpdated: self._on_labels_updated, ModelKept: self._on_model_kept,
+                TrainFinished: self._on_train_finished}
 
     def _print(self, text: str) -> None:
         print(text, file=self.out or sys.stdout, flush=True)
 
-    def _TrainStarted(self, e) -> None:  # noqa: N802 - named after the event
+    def _on_train_started(self, e) -> None:
         budget = (f"{e.total_steps} steps" if e.total_steps
                   else f"{e.budget_s / 60:g} min" if e.budget_s else "until stopped (live)")
         self._print(f"training on {e.device_name}: {e.num_train} training image(s), "
                     f"{e.num_val} validation; budget {budget}")
 
-    def _StepDone(self, e) -> None:  # noqa: N802
+    def _on_step_done(self, e) -> None:
         now = time.monotonic()
         if now - self._last < self.every_s:
             return
@@ -123,21 +135,21 @@ class _Progress:
         self._print(f"epoch {e.epoch} step {e.step}  loss {e.loss:.4f}  {e.images_per_s:.1f} img/s  "
                     f"{100 * e.progress:3.0f}%{eta}")
 
-    def _EpochDone(self, e) -> None:  # noqa: N802
+    def _on_epoch_done(self, e) -> None:
         val = ""
         if e.val_metrics:
             value = e.val_metrics.get("mean_iou")
             val = f", validation mean IoU {value:.3f}" if value is not None else ""
         self._print(f"epoch {e.epoch}: training loss {e.train_loss:.4f}{val} ({e.seconds:.1f} s)")
 
-    def _Notice(self, e) -> None:  # noqa: N802
+    def _on_notice(self, e) -> None:
         self._print(f"note: {e.text}")
 
-    def _LabelsUpdated(self, e) -> None:  # noqa: N802
+    def _on_labels_updated(self, e) -> None:
         self._print(f"labels: {e.train_pixels} training and {e.val_pixels} validation pixel(s) "
                     f"in {e.images} image(s)")
 
-    def _ModelKept(self, e) -> None:  # noqa: N802
+    def _on_model_kept(self, e) -> None:
         if e.path is None:
             self._print(f"step {e.step}: validation mean IoU {e.score:.3f}, not better than "
                         f"{e.previous:.3f}: model in use kept")
@@ -147,7 +159,7 @@ class _Progress:
             was = f" (was {e.previous:.3f})" if e.previous is not None else ""
             self._print(f"step {e.step}: validation mean IoU {e.score:.3f}{was}: kept {e.path}")
 
-    def _TrainFinished(self, e) -> None:  # noqa: N802
+    def _on_train_finished(self, e) -> None:
         r = e.result
         self._print(("stopped" if r.stopped else "finished") +
                     f" after {_epochs_and_steps(r.metrics)} in {_clock(r.metrics.get('seconds', 0))}")

@@ -155,3 +155,18 @@ def test_predict_bad_input(project_dir, tmp_path, capsys):
     _one_line_error(capsys, main(["predict", str(project_dir)]), "no trained model yet")
     _one_line_error(capsys, main(["eval", str(project_dir)]), "no trained model yet")
     assert not out.exists()
+
+
+def test_progress_prints_each_event_by_its_class_and_skips_those_it_has_no_line_for():
+    import io
+
+    from engine.cli.model_commands import _Progress
+    from engine.training.events import CheckpointSaved, LabelsUpdated, Notice
+
+    out = io.StringIO()
+    progress = _Progress(as_json=False, out=out)
+    progress(Notice("disk nearly full"))
+    progress(LabelsUpdated(images=2, train_pixels=30, val_pixels=4, classes=[0, 1]))
+    progress(CheckpointSaved(path="x.pt", kind="best"))
+    assert out.getvalue().splitlines() == [
+        "note: disk nearly full", "labels: 30 training and 4 validation pixel(s) in 2 image(s)"]
