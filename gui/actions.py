@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Callable
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
+from gui import help_dialogs
+from gui.recent_menu import fill_recent_menu
 from gui.theme import icon, on_palette_changed
 from gui.tools import TOOL_CLASSES
 
@@ -122,8 +124,10 @@ class Actions:
           tip="Remove this image, its labels and prediction from the project")
 
         # Help
-        a("shortcuts", "&Keyboard shortcuts", w.show_shortcuts, QKeySequence.StandardKey.HelpContents)
-        a("about", "&About Maskloop", w.show_about)
+        a("shortcuts", "&Keyboard shortcuts",
+          lambda: help_dialogs.show_shortcuts(w, self.shortcut_groups()),
+          QKeySequence.StandardKey.HelpContents)
+        a("about", "&About Maskloop", lambda: help_dialogs.show_about(w))
 
         self._menus()
         self._toolbar()
@@ -134,7 +138,9 @@ class Actions:
         for name in ("new", "open"):
             file_menu.addAction(self[name])
         self.recent_menu = file_menu.addMenu("Open &recent")
-        self.recent_menu.aboutToShow.connect(w.fill_recent_menu)
+        self.recent_menu.aboutToShow.connect(
+            lambda: fill_recent_menu(self.recent_menu, w.prefs, w.project_actions.open_path,
+                                     w.show_error))
         file_menu.addSeparator()
         for name in ("import_images", "import_folder", "import_annotations", "export_masks"):
             file_menu.addAction(self[name])

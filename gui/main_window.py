@@ -17,9 +17,8 @@ from typing import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDropEvent
-from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QMessageBox, QToolBar
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
-from engine import __version__
 from engine.errors import UserError
 from gui import dialogs
 from gui.actions import Actions
@@ -429,46 +428,6 @@ class MainWindow(QMainWindow):
         a["next"].setEnabled(has_image)
         if has_image and self.project is not None:
             a["done"].setChecked(self.project.image(self._current).done)
-
-    # ---------------------------------------------------------- recent menu
-    def fill_recent_menu(self) -> None:
-        menu = self.actions_.recent_menu
-        menu.clear()
-        recent = self.prefs.recent_projects()
-        if not recent:
-            menu.addAction("(none)").setEnabled(False)
-            return
-        for path in recent:
-            action = menu.addAction(path)
-            action.triggered.connect(lambda _=False, p=path: self._open_recent(p))
-
-    def _open_recent(self, path: str) -> None:
-        if not Path(path).exists():
-            self.prefs.remove_recent(path)
-            self.show_error("Project not found", f"{path}: the folder is gone; removed from the list.")
-            return
-        self.project_actions.open_path(path)
-
-    # ------------------------------------------------------------ help
-    def shortcut_groups(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        """The keys by task, in the order a user meets them (Help > Keyboard shortcuts)."""
-        return self.actions_.shortcut_groups()
-
-    def shortcuts_html(self) -> str:
-        parts = []
-        for title, rows in self.shortcut_groups():
-            parts.append(f"<tr><td colspan=2><br><b><u>{title}</u></b></td></tr>")
-            parts.extend(f"<tr><td>{what}&nbsp;&nbsp;</td><td><b>{keys}</b></td></tr>"
-                         for what, keys in rows)
-        return f"<table>{''.join(parts)}</table>"
-
-    def show_shortcuts(self) -> None:
-        QMessageBox.information(self, "Keyboard shortcuts", self.shortcuts_html())
-
-    def show_about(self) -> None:
-        QMessageBox.about(self, "About Maskloop",
-                          f"<b>Maskloop {__version__}</b><br>Label images with pixel masks, "
-                          "train a model on them, correct its predictions, train again.")
 
     # ------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

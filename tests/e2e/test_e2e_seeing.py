@@ -10,6 +10,8 @@ import numpy as np
 
 from drive import at, drag
 
+from gui.help_dialogs import shortcuts_html
+
 UNLABELED = 255
 SHOTS = os.environ.get("MASKLOOP_SHOTS")  # a folder: keep the screenshots to look at
 
@@ -127,7 +129,7 @@ def test_the_longest_image_status_is_not_cut(qtbot, window):
 
 
 def test_help_lists_the_keys_by_task(window):
-    groups = window.shortcut_groups()
+    groups = window.actions_.shortcut_groups()
     titles = [t for t, _ in groups]
     assert titles[:5] == ["Painting", "Seeing", "Moving between images",
                           "Model: train, predict, correct", "Project and files"]
@@ -139,7 +141,7 @@ def test_help_lists_the_keys_by_task(window):
     everything = [what for _, group in groups for what, _ in group]
     assert everything != sorted(everything)  # by task, not alphabetical
     assert len(everything) == len(set(everything))  # each once
-    html = window.shortcuts_html()
+    html = shortcuts_html(groups)
     assert html.index("Painting") < html.index("Brush") < html.index("Seeing")
 
 
