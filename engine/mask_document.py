@@ -351,10 +351,6 @@ class MaskDocument:
             raise ValueError(f"values {values.shape} and patch {where.shape} differ")
         return self._apply_local((x0, y0, x0 + w, y0 + h), where.astype(bool, copy=False), values)
 
-    def replace_value(self, old: int, new: int) -> Rect | None:
-        """Every pixel of label ``old`` becomes ``new`` (one undo step)."""
-        return self.apply_values(self._labels == old, int(new))
-
     # ------------------------------------------------------------ undo/redo
     @property
     def can_undo(self) -> bool:
@@ -401,11 +397,6 @@ class MaskDocument:
         assert union is not None
         self._notify(union)
         return union
-
-    def clear_history(self) -> None:
-        self._undo.clear()
-        self._redo.clear()
-        self._undo_bytes = 0
 
 
 def _with_holes_filled(region: np.ndarray) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,7 +95,3 @@ def check_positive_int(model: str, option: str, value, low: int = 1, high: int =
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise UserError(f"model {model}: option {option} must be an integer in {low}..{high}, not {value!r}")
     return value
-
-
-def lcm(a: int, b: int) -> int:
-    return a * b // math.gcd(a, b)
