@@ -12,7 +12,6 @@ The training loop (gui/loop/) plugs in through the API below (see ARCHITECTURE.m
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Callable
 
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -23,12 +22,13 @@ from engine.errors import UserError
 from gui import dialogs
 from gui.actions import Actions
 from gui.canvas import Canvas
+from gui.file_drop import FileDrop
 from gui.focus import install_field_guards
 from gui.loader import ImageLoader, LoadedImage, ThumbnailMaker, display_of
 from gui.panels.class_panel import ClassPanel
 from gui.panels.image_panel import ImagePanel
 from gui.panels.tool_options import ToolOptionsBar
-from gui.project_actions import ProjectActions, is_project_folder
+from gui.project_actions import ProjectActions
 from gui.session import LabelSession
 from gui.settings import Preferences
 from gui.status_bar import StatusFields
@@ -79,6 +79,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._apply_view_prefs()
         self.setAcceptDrops(True)
+        self.file_drop = FileDrop(lambda p: self.project_actions.open_path(p),
+                                  lambda ps: self.project_actions.import_images(ps))
         self.resize(1280, 820)
         self._restore_layout()
         self._update_title()
@@ -429,25 +431,11 @@ class MainWindow(QMainWindow):
         if has_image and self.project is not None:
             a["done"].setChecked(self.project.image(self._current).done)
 
-    # ------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
-            event.acceptProposedAction()
+        self.file_drop.drag_enter(event)
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
-        if not paths:
-            return
-        event.acceptProposedAction()
-        # Qt must finish the drop before a dialog opens.
-        QTimer.singleShot(0, lambda: self.open_dropped(paths))
-
-    def open_dropped(self, paths: list[Path]) -> None:
-        """A project folder opens; images and folders of images are imported."""
-        if len(paths) == 1 and (is_project_folder(paths[0]) or paths[0].name == "project.db"):
-            self.project_actions.open_path(paths[0])
-        else:
-            self.project_actions.import_images(paths)
+        self.file_drop.drop(event)
 
     # -------------------------------------------------------------- closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
