@@ -9,6 +9,7 @@ Anything else that escapes is a fault in Maskloop (exit status 1).
 from __future__ import annotations
 
 import os
+import threading
 
 
 class UserError(Exception):
@@ -31,3 +32,16 @@ class NewerProjectError(UserError):
 
 class WeightsUnavailableError(UserError):
     """Pretrained weights cannot be had (offline, no cache); train from scratch or pick a file."""
+
+
+class Cancelled(Exception):
+    """The user stopped the work (the window's Cancel). Not a fault and not bad input: the
+    operation that raises it has undone what it began, as it does for any failure (an import,
+    a class renumbering: all or nothing), or says in its doc what stays (an export's files)."""
+
+
+def raise_if_stopped(stop_event: threading.Event | None) -> None:
+    """The cancel hook of long engine work: called between files, raises :class:`Cancelled`
+    once ``stop_event`` (the same flag training and prediction take) is set."""
+    if stop_event is not None and stop_event.is_set():
+        raise Cancelled("stopped")

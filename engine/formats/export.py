@@ -37,6 +37,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -44,7 +45,7 @@ from typing import Callable
 import numpy as np
 
 from engine.atomic import atomic_copy, atomic_write_bytes, os_error_to_user_error
-from engine.errors import UserError
+from engine.errors import UserError, raise_if_stopped
 from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
@@ -141,10 +142,13 @@ def export_masks(
     with_images: bool = False,
     progress: Progress | None = None,
     regions: str = "instances",
+    stop_event: threading.Event | None = None,
 ) -> ExportReport:
     """Write the project's labels to ``out_dir`` in ``fmt`` (see the module doc). ``regions``
     (COCO, LabelMe): ``instances``, an object per connected region, or ``semantic``, one per
-    class."""
+    class. ``stop_event`` set (looked at before each image) raises
+    :class:`~engine.errors.Cancelled`; the files written so far stay (each one whole), the
+    COCO file and the legend, written last, are not written."""
     if fmt not in MASK_FORMATS:
         raise UserError(f"unknown mask format {fmt!r}; choose one of {', '.join(MASK_FORMATS)}")
     if regions not in REGION_MODES:
@@ -191,6 +195,7 @@ def export_masks(
     writer = (CocoWriter(names, colors, f"Maskloop export of {project.name}", regions=regions)
               if fmt == "coco" else None)
     for n, record in enumerate(records):
+        raise_if_stopped(stop_event)
         labels = project.read_label(record.id)
         if unlabeled_as == "background":
             labels = np.where(labels == UNLABELED, np.uint8(0), labels)

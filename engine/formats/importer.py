@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -28,7 +29,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from engine import imageio
-from engine.errors import UserError
+from engine.errors import UserError, raise_if_stopped
 from engine.formats import coco as coco_format
 from engine.formats import labelme as labelme_format
 from engine.formats import voc as voc_format
@@ -350,7 +351,21 @@ def _plan_voc(paths, table: ClassTable, unlabeled_value, progress) -> list[_Pend
 # ---------------------------------------------------------------------------------- commit
 
 
-def _commit(project, pending: list[_Pending], table: ClassTable, report: ImportReport, progress) -> None:
+def _stoppable(progress: Progress | None, stop_event: threading.Event | None) -> Progress | None:
+    """The planning loops report each file read: that report is where they look at the stop
+    flag too (they touch nothing in the project, so stopping there needs no undoing)."""
+    if stop_event is None:
+        return progress
+
+    def report(stage: str, done: int, total: int) -> None:
+        raise_if_stopped(stop_event)
+        if progress:
+            progress(stage, done, total)
+    return report
+
+
+def _commit(project, pending: list[_Pending], table: ClassTable, report: ImportReport, progress,
+            stop_event: threading.Event | None) -> None:
     if len(project.classes) != table.num_existing:  # the labels were numbered against them
         raise UserError("the classes changed during the import; try again", project.path)
     labels = [p.label for p in pending]
@@ -360,6 +375,7 @@ def _commit(project, pending: list[_Pending], table: ClassTable, report: ImportR
         labels=labels,
         new_classes=[(c.name, c.color) for c in table.added],
         progress=step,
+        stop_event=stop_event,
     )
     report.images = len(records)
     report.labeled = sum(label is not None for label in labels)
@@ -374,6 +390,7 @@ def import_paths(
     unlabeled_value: int | None = None,
     uncovered: str | None = None,
     progress: Progress | None = None,
+    stop_event: threading.Event | None = None,
 ) -> ImportReport:
     """Import images (files, folders) with their masks or annotations into ``project``.
 
@@ -381,6 +398,8 @@ def import_paths(
     tell from the inputs. ``uncovered`` (``"background"`` or ``"unlabeled"``, COCO and LabelMe):
     what pixels no annotation covers become; None follows the file (see those modules).
     Raises :class:`UserError` naming the file on any bad input, leaving the project unchanged.
+    ``stop_event`` set (looked at with every file read, checked or copied) raises
+    :class:`~engine.errors.Cancelled`, the project unchanged too.
     """
     paths = [Path(p) for p in paths]
     if not paths:
@@ -399,11 +418,13 @@ def import_paths(
         raise UserError(f"--masks goes with mask images (--format png), not with {fmt}")
     report = ImportReport(fmt)
     if fmt == "images":
-        records = project.add_images(paths)
+        step = (lambda done, total: progress("adding images", done, total)) if progress else None
+        records = project.add_images(paths, progress=step, stop_event=stop_event)
         report.images = len(records)
         return report
 
     table = ClassTable((c.name, c.color) for c in project.classes)
+    progress = _stoppable(progress, stop_event)
     uncovered_unlabeled = None if uncovered is None else uncovered == "unlabeled"
     with tempfile.TemporaryDirectory(prefix="maskloop-import-") as temp:
         if fmt == "png":
@@ -416,7 +437,7 @@ def import_paths(
             pending = _plan_voc(paths, table, unlabeled_value, progress)
         if not pending:
             raise UserError("no images found to import", paths[0])
-        _commit(project, pending, table, report, progress)
+        _commit(project, pending, table, report, progress, stop_event)
     return report
 
 

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from engine.atomic import atomic_write_bytes
-from engine.errors import UserError
+from engine.errors import UserError, raise_if_stopped
 from engine.palette import default_class_color, palette_for
 from engine.labels import MAX_CLASSES, UNLABELED
 from engine.project.base import LABELS, PREDICTIONS, ProjectBase
 from engine.project.labelpng import encode_png8, read_png8
 from engine.project.records import ClassInfo
+
+Progress = Callable[[int, int], None]  # (files done, files in all)
 
 
 def check_color(color) -> tuple[int, int, int]:
@@ -112,9 +115,11 @@ class ClassesMixin(ProjectBase):
             conn.execute("UPDATE classes SET r = ?, g = ?, b = ? WHERE idx = ?", (*color, int(index)))
             self._classes_cache = None
 
-    def move_class(self, index: int, new_index: int) -> None:
+    def move_class(self, index: int, new_index: int, progress: Progress | None = None,
+                   stop_event: threading.Event | None = None) -> None:
         """Give class ``index`` the number ``new_index``, shifting the ones between; every label
-        file and prediction is renumbered to match."""
+        file and prediction is renumbered to match (``progress`` and ``stop_event``: see
+        :meth:`_remap`)."""
         classes = self.classes
         self._class(index)
         self._class(new_index)
@@ -128,11 +133,14 @@ class ClassesMixin(ProjectBase):
         new_classes = [
             ClassInfo(new, classes[old].name, classes[old].color) for new, old in enumerate(order)
         ]
-        self._remap(lut, new_classes)
+        self._remap(lut, new_classes, progress, stop_event)
 
-    def delete_class(self, index: int, merge_into: int | None = None) -> None:
+    def delete_class(self, index: int, merge_into: int | None = None,
+                     progress: Progress | None = None,
+                     stop_event: threading.Event | None = None) -> None:
         """Delete a class. Its pixels become unlabeled (255), or class ``merge_into``; the classes
-        after it move down by one, in the label files too."""
+        after it move down by one, in the label files too (``progress``, ``stop_event``: see
+        :meth:`_remap`)."""
         classes = self.classes
         self._class(index)
         if len(classes) == 1:
@@ -149,11 +157,17 @@ class ClassesMixin(ProjectBase):
         new_classes = [
             ClassInfo(int(lut[c.index]), c.name, c.color) for c in classes if c.index != index
         ]
-        self._remap(lut, new_classes)
+        self._remap(lut, new_classes, progress, stop_event)
 
-    def _remap(self, lut: np.ndarray, new_classes: list[ClassInfo]) -> None:
+    def _remap(self, lut: np.ndarray, new_classes: list[ClassInfo],
+               progress: Progress | None = None,
+               stop_event: threading.Event | None = None) -> None:
         """Renumber label and prediction files with ``lut`` and replace the classes (see
-        "Crash safety" in the module doc: stage, switch the index, rename)."""
+        "Crash safety" in the module doc: stage, switch the index, rename).
+
+        ``progress(done, total)`` follows the files staged. ``stop_event`` is looked at before
+        each: once set, the staged files go and :class:`~engine.errors.Cancelled` is raised with
+        the project as it was; the switch after staging is quick and runs to its end."""
         self._writable()
         with self._write_lock:
             labeled = [r[0] for r in self._query("SELECT id FROM images WHERE labeled_pixels > 0")]
@@ -169,7 +183,8 @@ class ClassesMixin(ProjectBase):
             palette = palette_for([c.color for c in new_classes])
             counts: dict[int, int] = {}
             try:
-                for staged, live in pairs:
+                for done, (staged, live) in enumerate(pairs, 1):
+                    raise_if_stopped(stop_event)
                     live_path = self.path / live
                     if not live_path.exists():
                         continue
@@ -178,6 +193,8 @@ class ClassesMixin(ProjectBase):
                     if live.startswith(LABELS):
                         counts[int(Path(live).stem)] = int(np.count_nonzero(new != UNLABELED))
                     atomic_write_bytes(self.path / staged, encode_png8(new, palette))
+                    if progress:
+                        progress(done, len(pairs))
             except BaseException:
                 for staged, _ in pairs:
                     with contextlib.suppress(OSError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
-from engine.errors import UserError
+from engine.errors import UserError, raise_if_stopped
 from engine.labels import MAX_CLASSES, UNLABELED
 from engine.natural_order import is_regular_file, natural_key
 from engine.palette import palette_for
@@ -121,6 +122,7 @@ class ImagesMixin(ProjectBase):
         labels: Sequence[np.ndarray | None] | None = None,
         new_classes: Sequence[tuple[str, tuple[int, int, int]]] = (),
         progress: Callable[[int, int], None] | None = None,
+        stop_event: threading.Event | None = None,
     ) -> list[ImageRecord]:
         """Copy image files (and the images inside folders, recursively) into the project.
 
@@ -136,6 +138,8 @@ class ImagesMixin(ProjectBase):
         ``new_classes`` ((name, colour) pairs) are appended to the classes in the same
         transaction as the image rows, so labels may use them and a crash leaves neither.
         ``progress(done, total)`` is called after each file copied or label written.
+        ``stop_event`` set (checked before each file is checked, copied or its label written)
+        raises :class:`~engine.errors.Cancelled` with the project left as it was.
         """
         self._writable()
         paths = list(paths)
@@ -162,7 +166,10 @@ class ImagesMixin(ProjectBase):
                 seen.add(Path(p).resolve())
         # Every pixel decoded, not only the header: a damaged image let in here fails only
         # once it is labeled, and then stops every training of the project.
-        infos = [imageio.verify_image(f) for f in files]
+        infos = []
+        for f in files:
+            raise_if_stopped(stop_event)
+            infos.append(imageio.verify_image(f))
         checked: list[tuple[np.ndarray, int] | None] = [None] * len(files)
         for n, mask in enumerate(labels or []):
             if mask is not None:
@@ -191,12 +198,14 @@ class ImagesMixin(ProjectBase):
             try:
                 done = 0
                 for src, rel in zip(files, targets):
+                    raise_if_stopped(stop_event)
                     atomic_copy(src, self.path / rel)
                     done += 1
                     if progress:
                         progress(done, steps)
                 for image_id, item in zip(ids, checked):
                     if item is not None:
+                        raise_if_stopped(stop_event)
                         atomic_write_bytes(self._label_path(image_id), encode_png8(item[0], palette))
                         done += 1
                         if progress:
