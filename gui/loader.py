@@ -7,14 +7,15 @@
 - :class:`ThumbnailMaker` makes the image list's thumbnails in another background thread and
   hands them over by signal.
 
-Workers get paths and records, never live documents; the project store is thread-safe.
+Both run on a :class:`gui.jobs.Lane` of their own (one pooled thread each, so a folder of
+thumbnails never delays the next image). The calls get paths and records, never live
+documents; the project store is thread-safe.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
@@ -24,6 +25,7 @@ from PySide6.QtGui import QImage
 
 from engine.errors import UserError
 from engine.imageio import display_range, to_display
+from gui.jobs import Lane, Task
 
 THUMB_SIZE = 72
 
@@ -94,15 +96,15 @@ class ImageLoader:
 
     def __init__(self, project) -> None:
         self.project = project
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskloop-prefetch")
-        self._futures: OrderedDict[int, Future] = OrderedDict()
+        self._lane = Lane()
+        self._tasks: OrderedDict[int, Task] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, image_id: int, need_labels: bool = True) -> LoadedImage:
         with self._lock:
-            future = self._futures.pop(image_id, None)
-        if future is not None and not future.cancel():
-            loaded = future.result()
+            task = self._tasks.pop(image_id, None)
+        if task is not None and not task.cancel():
+            loaded = task.result()
             if need_labels and loaded.labels is None and loaded.error is None:
                 loaded = load_image(self.project, image_id, loaded.contrast)
             return loaded
@@ -111,28 +113,28 @@ class ImageLoader:
     def prefetch(self, image_ids: list[int]) -> None:
         with self._lock:
             for image_id in image_ids:
-                if image_id not in self._futures:
-                    self._futures[image_id] = self._pool.submit(load_image, self.project, image_id)
-            while len(self._futures) > self.KEEP:
-                _, old = self._futures.popitem(last=False)
+                if image_id not in self._tasks:
+                    self._tasks[image_id] = self._lane.submit(load_image, self.project, image_id)
+            while len(self._tasks) > self.KEEP:
+                _, old = self._tasks.popitem(last=False)
                 old.cancel()
 
     def invalidate(self, image_id: int | None = None) -> None:
         """Labels on disk changed: forget what was read (all, or one image)."""
         with self._lock:
-            ids = list(self._futures) if image_id is None else [image_id]
+            ids = list(self._tasks) if image_id is None else [image_id]
             for i in ids:
-                future = self._futures.pop(i, None)
-                if future is not None:
-                    future.cancel()
+                task = self._tasks.pop(i, None)
+                if task is not None:
+                    task.cancel()
 
     def wait_idle(self) -> None:
         """Block until the loads asked for so far are done (benchmarks, tests)."""
-        self._pool.submit(lambda: None).result()
+        self._lane.wait_idle()
 
     def shutdown(self) -> None:
         self.invalidate()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lane.shutdown()
 
 
 class ThumbnailMaker(QObject):
@@ -144,7 +146,7 @@ class ThumbnailMaker(QObject):
     def __init__(self, project, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.project = project
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="maskloop-thumbs")
+        self._lane = Lane()
         self._stop = threading.Event()
         self._asked: set[int] = set()
 
@@ -152,14 +154,14 @@ class ThumbnailMaker(QObject):
         for image_id in image_ids:
             if image_id not in self._asked and not self._stop.is_set():
                 self._asked.add(image_id)
-                self._pool.submit(self._make, image_id)
+                self._lane.submit(self._make, image_id)
 
     def forget(self, image_id: int) -> None:
         self._asked.discard(image_id)
 
     def wait_idle(self) -> None:
         """Block until the thumbnails asked for so far are made (benchmarks, tests)."""
-        self._pool.submit(lambda: None).result()
+        self._lane.wait_idle()
 
     def _make(self, image_id: int) -> None:
         if self._stop.is_set():
@@ -184,7 +186,7 @@ class ThumbnailMaker(QObject):
 
     def shutdown(self) -> None:
         self._stop.set()
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._lane.shutdown()
 
 
 def _shrink(raw: np.ndarray) -> np.ndarray:
