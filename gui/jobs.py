@@ -19,8 +19,8 @@
   loader's prefetch and the thumbnails run on lanes of their own.
 
 Jobs get snapshots (paths, arrays copied in the GUI thread, label files flushed to disk), never
-the live mask document the user paints on. No ``processEvents`` anywhere: what happens in the
-meantime is the normal event loop's business.
+the live mask document the user paints on. Nothing here turns the event loop by hand: what
+happens meanwhile is the normal event loop's business.
 """
 
 from __future__ import annotations

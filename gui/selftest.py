@@ -222,10 +222,7 @@ def _check_window(ctx: _Context) -> str:
     ctx.project = None
     try:
         opened = window.project_actions.open_path(project_path, ask=False)
-        deadline = time.monotonic() + 30
-        while window.loaded is None and not errors and time.monotonic() < deadline:
-            app.processEvents()
-            time.sleep(0.01)
+        _wait_for(lambda: window.loaded is not None or bool(errors), 30.0)
         if errors:
             raise SelfTestError(f"the window reported: {errors[0]}")
         if not opened or window.project is None:
@@ -238,8 +235,29 @@ def _check_window(ctx: _Context) -> str:
     finally:
         window.close()
         window.deleteLater()
-        app.processEvents()
+        _wait_for(lambda: False, 0.0)  # one turn of the event loop: the deferred deletion
     return f"window ok ({platform})"
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> None:
+    """Let the event loop run (the window's signals, timers, deferred deletions) until
+    ``condition()`` holds or ``seconds`` have passed; at least one turn."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    deadline = time.monotonic() + seconds
+
+    def check() -> None:
+        if condition() or time.monotonic() >= deadline:
+            loop.quit()
+
+    poll = QTimer()
+    poll.setInterval(10)
+    poll.timeout.connect(check)
+    poll.start()
+    QTimer.singleShot(0, check)
+    loop.exec()
+    poll.stop()
 
 
 def _cuda_note() -> str:
