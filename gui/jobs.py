@@ -286,6 +286,7 @@ class JobRunner(QObject):
         self._worker: Worker | None = None
         self._dialog: JobDialog | None = None
         self._callbacks: _Callbacks | None = None
+        self.outcome: str | None = None  # of the last job that ended (as ``ended`` says)
 
     @property
     def busy(self) -> bool:
@@ -365,6 +366,7 @@ class JobRunner(QObject):
         if worker is None:
             return  # already wound up by close_guard
         self._worker = self._dialog = self._callbacks = None
+        self.outcome = "cancelled"  # unless the callbacks below say otherwise
         if dialog is not None:
             dialog.finish()
             dialog.deleteLater()
@@ -374,6 +376,7 @@ class JobRunner(QObject):
             return
         error = worker.error
         outcome = "finished" if error is None else "cancelled" if isinstance(error, Cancelled) else "failed"
+        self.outcome = outcome
         try:
             if outcome == "finished":
                 callbacks.done(worker.result)

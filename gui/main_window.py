@@ -24,6 +24,7 @@ from gui.actions import Actions
 from gui.canvas import Canvas
 from gui.file_drop import FileDrop
 from gui.focus import install_field_guards
+from gui.jobs import JobRunner
 from gui.loader import ImageLoader, LoadedImage, ThumbnailMaker, display_of
 from gui.panels.class_panel import ClassPanel
 from gui.panels.image_panel import ImagePanel
@@ -55,6 +56,9 @@ class MainWindow(QMainWindow):
         self.close_guards: list[Callable[[], bool]] = []
         self._menus: dict[str, QMenu] = {}
         self.loop = None
+        # Imports, exports and class renumbering run here, one at a time (gui/jobs.py).
+        self.jobs = JobRunner(self, lambda title, text: self.show_error(title, text),
+                              self.flush_labels)
 
         self.context = ToolContext(self)
         self.context.set_brush_size(self.prefs.brush_size())
@@ -62,7 +66,7 @@ class MainWindow(QMainWindow):
         self.canvas = Canvas(self.context, self)
         self.setCentralWidget(self.canvas)
         self.image_panel = ImagePanel()
-        self.class_panel = ClassPanel(self.context)
+        self.class_panel = ClassPanel(self.context, self.jobs)
         self.docks: dict[str, QDockWidget] = {
             "images": self._dock("Images", "imagesDock", self.image_panel),
             "classes": self._dock("Classes", "classesDock", self.class_panel),
@@ -90,6 +94,8 @@ class MainWindow(QMainWindow):
             from gui.loop import install_loop as install
 
             install(self)
+        # Last: a guard before it may still keep the window open, and the job with it.
+        self.close_guards.append(self.jobs.close_guard)
         # Fields (tool options, the loop's panels) take the wheel only with the focus and hand
         # the keyboard back to the canvas after an edit (gui/focus.py).
         install_field_guards(self, self.canvas)
@@ -114,7 +120,6 @@ class MainWindow(QMainWindow):
         c.zoomChanged.connect(self.status.show_zoom)
         c.message.connect(lambda text: self.status_message(text, 6000))
         self.image_panel.imageActivated.connect(self.go_to_image)
-        self.class_panel.beforeRenumber.connect(self.flush_labels)
         self.class_panel.classesChanged.connect(self._classes_changed)
         self.class_panel.errorOccurred.connect(self.show_error)
         opts = self.tool_options

@@ -2,24 +2,23 @@
 messages around them. The window calls these from its menus, drops and command line.
 
 Every error reaches the user as one dialog with one clear line (``UserError``'s message); a
-locked project offers to open read-only; a newer project is refused without being touched; a
+locked project offers to open read-only; importing and exporting run as jobs of the window's
+:class:`gui.jobs.JobRunner` (their result arrives later, by callback), and while one runs,
+opening or creating a project is refused; a newer project is refused without being touched; a
 folder that is not a project offers to become one.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
-
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QProgressDialog
+from typing import TYPE_CHECKING
 
 from engine import imageio
 from engine.errors import NewerProjectError, ProjectLockedError, UserError
 from engine.project import Project
 from gui import dialogs
 from gui.export_paths import export_start, remember_export
+from gui.jobs import count_progress, stage_progress
 
 if TYPE_CHECKING:
     from gui.main_window import MainWindow
@@ -51,6 +50,11 @@ class ProjectActions:
     def prefs(self):
         return self.window.prefs
 
+    @property
+    def jobs(self):
+        """The window's :class:`gui.jobs.JobRunner`: imports and exports run there."""
+        return self.window.jobs
+
     # ----------------------------------------------------------- opening
     def open_dialog(self) -> bool:
         start = self.prefs.last_folder() or str(Path.home())
@@ -61,6 +65,8 @@ class ProjectActions:
         """Open a project folder (or offer to make one of a folder that is not). True when a
         project was opened."""
         path = Path(path)
+        if self.jobs.refuse("Opening a project"):
+            return False
         if path.name == DB_NAME:
             path = path.parent
         if path.is_dir() and not is_project_folder(path) and ask:
@@ -113,6 +119,8 @@ class ProjectActions:
 
     def new_project(self, images: list[Path] | None = None, suggested: str = "",
                     start_dir: str = "") -> bool:
+        if self.jobs.refuse("A new project"):
+            return False
         answer = dialogs.ask_new_project(self.window, start_dir or self.prefs.last_folder(),
                                          suggested)
         if answer is None:
@@ -137,6 +145,8 @@ class ProjectActions:
             self.import_images([folder])
 
     def import_images(self, paths: list[Path]) -> bool:
+        """Copy images into the project, as a job (see gui/jobs.py); True when it started, or
+        when a new project was made for them."""
         window = self.window
         if window.project is None:
             return self.new_project(images=paths, suggested="my-project",
@@ -144,16 +154,22 @@ class ProjectActions:
         if window.project.readonly:
             window.show_error("Read-only project", "This project is open read-only.")
             return False
-        try:
-            with busy():
-                records = window.project.add_images(paths)
-        except UserError as exc:
-            window.show_error("Cannot import the images", f"{exc}\n\nNothing was imported.")
-            return False
-        self.prefs.set_last_folder(Path(paths[0]).parent)
-        window.images_added([r.id for r in records])
-        window.status_message(f"Imported {len(records)} image{'s' * (len(records) != 1)}")
-        return True
+        project = window.project
+
+        def job(emit, stop):
+            return project.add_images(paths, progress=count_progress(emit, "Copying the images"),
+                                      stop_event=stop)
+
+        def done(records) -> None:
+            self.prefs.set_last_folder(Path(paths[0]).parent)
+            window.images_added([r.id for r in records])
+            window.status_message(f"Imported {len(records)} image{'s' * (len(records) != 1)}")
+
+        return self.jobs.start("Importing images", job, done,
+                               error_title="Cannot import the images",
+                               error_note="\n\nNothing was imported.",
+                               cancelled=lambda: window.status_message(
+                                   "Import cancelled: nothing was imported.", 8000))
 
     def import_annotations_dialog(self) -> None:
         window = self.window
@@ -167,21 +183,25 @@ class ProjectActions:
     def import_annotations(self, paths: list[Path], fmt: str | None = None,
                            masks_dir: Path | None = None, unlabeled_value: int | None = None,
                            uncovered: str | None = None) -> bool:
+        """Import images with their masks or annotations, as a job; True when it started."""
         from engine.formats import import_paths
 
         window = self.window
-        window.flush_labels()
-        try:
-            with progress_dialog(window, "Importing…") as progress:
-                report = import_paths(window.project, paths, fmt=fmt, masks_dir=masks_dir,
-                                      unlabeled_value=unlabeled_value, uncovered=uncovered,
-                                      progress=progress)
-        except UserError as exc:
-            window.show_error("Cannot import", f"{exc}\n\nNothing was imported.")
-            return False
-        window.labels_changed_on_disk()
-        window.status_message(report.summary(), 10000)
-        return True
+        project = window.project
+
+        def job(emit, stop):
+            return import_paths(project, paths, fmt=fmt, masks_dir=masks_dir,
+                                unlabeled_value=unlabeled_value, uncovered=uncovered,
+                                progress=stage_progress(emit), stop_event=stop)
+
+        def done(report) -> None:
+            window.labels_changed_on_disk()
+            window.status_message(report.summary(), 10000)
+
+        return self.jobs.start("Importing", job, done, error_title="Cannot import",
+                               error_note="\n\nNothing was imported.", flush=True,
+                               cancelled=lambda: window.status_message(
+                                   "Import cancelled: nothing was imported.", 8000))
 
     # --------------------------------------------------------- exporting
     def export_masks_dialog(self) -> None:
@@ -199,49 +219,25 @@ class ProjectActions:
     def export_masks(self, fmt: str, out_dir: Path, unlabeled_as: str = "unlabeled",
                      include_unlabeled: bool = False, overwrite: bool = False,
                      regions: str = "instances") -> bool:
+        """Write the labels out, as a job (the labels saved first); True when it started."""
         from engine.formats import export_masks
 
         window = self.window
+        project = window.project
+        # What cannot be saved now is exported as last saved (the user was told): an export to
+        # another disk is what a full one leaves to do.
         window.flush_labels()
-        try:
-            with progress_dialog(window, "Exporting…") as progress:
-                report = export_masks(window.project, fmt, out_dir, unlabeled_as=unlabeled_as,
-                                      overwrite=overwrite, include_unlabeled=include_unlabeled,
-                                      progress=progress, regions=regions)
-        except UserError as exc:
-            window.show_error("Cannot export", str(exc))
-            return False
-        remember_export(self.prefs, window.project, "masks", Path(out_dir))
-        window.status_message(report.summary(), 10000)
-        return True
 
+        def job(emit, stop):
+            return export_masks(project, fmt, out_dir, unlabeled_as=unlabeled_as,
+                                overwrite=overwrite, include_unlabeled=include_unlabeled,
+                                progress=stage_progress(emit), regions=regions, stop_event=stop)
 
-@contextmanager
-def busy() -> Iterator[None]:
-    QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-    try:
-        yield
-    finally:
-        QApplication.restoreOverrideCursor()
+        def done(report) -> None:
+            remember_export(self.prefs, project, "masks", Path(out_dir))
+            window.status_message(report.summary(), 10000)
 
-
-@contextmanager
-def progress_dialog(parent, title: str):
-    """A progress dialog fed by the engine's ``progress(stage, done, total)`` callbacks."""
-    dialog = QProgressDialog(title, "", 0, 0, parent)
-    dialog.setCancelButton(None)  # imports are all or nothing and run to the end
-    dialog.setWindowModality(Qt.WindowModality.WindowModal)
-    dialog.setMinimumDuration(400)
-
-    def progress(stage: str, done: int, total: int) -> None:
-        dialog.setLabelText(f"{stage} ({done}/{total})" if total else stage)
-        dialog.setMaximum(max(0, total))
-        dialog.setValue(min(done, total) if total else 0)
-        QApplication.processEvents()
-
-    try:
-        with busy():
-            yield progress
-    finally:
-        dialog.close()
-        dialog.deleteLater()
+        return self.jobs.start("Exporting", job, done, error_title="Cannot export",
+                               cancelled=lambda: window.status_message(
+                                   f"Export cancelled: the files written so far stay in {out_dir}.",
+                                   10000))

@@ -204,7 +204,7 @@ class TrainingController(QObject):
     def _config(self, overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         """The TrainConfig keywords of a training about to start, or None (the user was told)."""
         project = self.window.project
-        if self.is_running() or project is None:
+        if self.is_running() or project is None or self.window.jobs.refuse("Training"):
             return None
         if getattr(project, "readonly", False):
             self.window.show_error("Cannot train", "This project is open read-only (another "

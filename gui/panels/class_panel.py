@@ -1,8 +1,10 @@
 """The class list: pick the class to paint (keys 1 to 9 pick the first nine), add, rename,
 recolour, reorder and delete classes.
 
-Reordering and deleting renumber every label file of the project, so the panel asks the
-window to save and reload around them (``beforeRenumber`` / ``classesChanged(renumbered)``).
+Reordering and deleting renumber every label file of the project: they run as jobs of the
+window's :class:`gui.jobs.JobRunner`, which saves every label first and shows its progress
+window meanwhile (so nothing is painted under the renumbering); at the end, whatever the
+outcome, ``classesChanged(True)`` has the window read the labels back from disk.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from engine.errors import UserError
 from gui import dialogs
+from gui.jobs import JobRunner, count_progress
 
 
 def swatch(color: tuple[int, int, int], size: int = 16) -> QIcon:
@@ -46,12 +49,12 @@ def class_item_text(c) -> str:
 
 class ClassPanel(QWidget):
     classesChanged = Signal(bool)  # True when label values were renumbered on disk
-    beforeRenumber = Signal()  # save everything now: label files are about to be rewritten
     errorOccurred = Signal(str, str)  # title, text
 
-    def __init__(self, context, parent: QWidget | None = None) -> None:
+    def __init__(self, context, jobs: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
+        self.jobs = jobs
         self.project = None
         self.list = QListWidget()
         self.list.setIconSize(QSize(16, 16))
@@ -135,21 +138,41 @@ class ClassPanel(QWidget):
         return row if 0 <= row < len(self.classes()) else None
 
     # ----------------------------------------------------------- editing
-    def _run(self, title: str, action, renumbers: bool) -> bool:
-        if self.project is None:
+    def _run(self, title: str, action) -> bool:
+        """An edit of the class table alone (add, rename, recolour): quick, done here."""
+        if self.project is None or self.jobs.refuse("Editing the classes"):
             return False
-        if renumbers:
-            self.beforeRenumber.emit()
         try:
             action()
         except UserError as exc:
             self.errorOccurred.emit(title, str(exc))
-            if renumbers:
-                self.classesChanged.emit(True)  # files may have been touched: reload anyway
             return False
         self.reload()
-        self.classesChanged.emit(renumbers)
+        self.classesChanged.emit(False)
         return True
+
+    def _renumber(self, what: str, title: str, edit, after=None) -> bool:
+        """Run ``edit(project, progress, stop_event)``, which rewrites every label file, as a
+        job; ``after()`` once it has finished. True when the job started (it ends later)."""
+        project = self.project
+        if project is None:
+            return False
+
+        def job(emit, stop):
+            edit(project, count_progress(emit, "Renumbering the labels"), stop)
+
+        def ended(outcome: str) -> None:
+            if self.project is not project:
+                return
+            self.reload()
+            # Even after a failure or Cancel: the window drops its documents (saved before the
+            # job) and reads every label from disk, as it is now.
+            self.classesChanged.emit(True)
+            if outcome == "finished" and after is not None:
+                after()
+
+        return self.jobs.start(what, job, lambda _: None, error_title=title, after=ended,
+                               flush=True)
 
     def add_class(self, name: str | None = None, color: tuple[int, int, int] | None = None) -> bool:
         if self.project is None:
@@ -158,7 +181,7 @@ class ClassPanel(QWidget):
             name, ok = QInputDialog.getText(self, "Add class", "Name of the new class:")
             if not ok or not name.strip():
                 return False
-        ok = self._run("Cannot add the class", lambda: self.project.add_class(name.strip(), color), False)
+        ok = self._run("Cannot add the class", lambda: self.project.add_class(name.strip(), color))
         if ok:
             self.context.set_current_class(len(self.classes()) - 1)
         return ok
@@ -173,7 +196,7 @@ class ClassPanel(QWidget):
             if not ok or not name.strip() or name.strip() == old:
                 return False
         return self._run("Cannot rename the class",
-                         lambda: self.project.rename_class(index, name.strip()), False)
+                         lambda: self.project.rename_class(index, name.strip()))
 
     def recolor_class(self, color: tuple[int, int, int] | None = None) -> bool:
         index = self._selected()
@@ -186,22 +209,26 @@ class ClassPanel(QWidget):
                 return False
             color = (chosen.red(), chosen.green(), chosen.blue())
         return self._run("Cannot change the colour",
-                         lambda: self.project.recolor_class(index, color), False)
+                         lambda: self.project.recolor_class(index, color))
 
     def move_class(self, step: int) -> bool:
+        """Move the selected class up or down; True when the job started."""
         index = self._selected()
         if index is None or not 0 <= index + step < len(self.classes()):
             return False
-        ok = self._run("Cannot move the class",
-                       lambda: self.project.move_class(index, index + step), True)
-        if ok:
+
+        def follow() -> None:  # the class picked for painting is the one moved
             self.context.set_current_class(index + step)
             self._select_row(index + step)
-        return ok
+
+        return self._renumber(
+            "Moving the class", "Cannot move the class",
+            lambda project, progress, stop: project.move_class(index, index + step, progress, stop),
+            follow)
 
     def delete_class(self, merge_into: int | None | str = "ask") -> bool:
         """Delete the selected class; ``merge_into`` None makes its pixels unlabeled, a class
-        index merges them there, "ask" asks the user."""
+        index merges them there, "ask" asks the user. True when the job started."""
         index = self._selected()
         classes = self.classes()
         if index is None:
@@ -215,5 +242,6 @@ class ClassPanel(QWidget):
             if answer is False:
                 return False
             merge_into = answer
-        return self._run("Cannot delete the class",
-                         lambda: self.project.delete_class(index, merge_into), True)
+        return self._renumber(
+            "Deleting the class", "Cannot delete the class",
+            lambda project, progress, stop: project.delete_class(index, merge_into, progress, stop))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QFileDialog
 
-from drive import drag
+from drive import drag, run_job
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_mask_export_starts_beside_the_project_and_remembers_per_project(
     assert asked[-1] == (str(project.path.parent / f"{project.name}-masks"), "background")
     drag(qtbot, window.canvas, [(100, 100), (200, 100)])
     chosen = tmp_path / "elsewhere" / "for-fiji"
-    assert window.project_actions.export_masks("png", chosen)
+    assert run_job(qtbot, window, lambda: window.project_actions.export_masks("png", chosen)) == "finished"
     window.project_actions.export_masks_dialog()
     assert asked[-1][0] == str(chosen)  # the last folder of this project
     # Another project has its own.
@@ -88,12 +88,14 @@ def test_coco_from_the_window_is_one_object_per_region_or_per_class(qtbot, windo
     window.context.set_brush_size(9)
     for y in (100, 200, 300):  # three separate strokes: three objects
         drag(qtbot, window.canvas, [(100, y), (200, y)])
-    assert window.project_actions.export_masks("coco", tmp_path / "inst")
+    actions = window.project_actions
+    assert run_job(qtbot, window, lambda: actions.export_masks("coco", tmp_path / "inst")) == "finished"
     doc = json.loads((tmp_path / "inst" / "annotations.json").read_text())
     anns = [a for a in doc["annotations"] if a["category_id"] == 2]
     assert len(anns) == 3 and {a["iscrowd"] for a in anns} == {0}
     assert (tmp_path / "inst" / "labelmap.txt").is_file()
-    assert window.project_actions.export_masks("coco", tmp_path / "sem", regions="semantic")
+    assert run_job(qtbot, window, lambda: actions.export_masks(
+        "coco", tmp_path / "sem", regions="semantic")) == "finished"
     doc = json.loads((tmp_path / "sem" / "annotations.json").read_text())
     assert [a["iscrowd"] for a in doc["annotations"]] == [1]
 

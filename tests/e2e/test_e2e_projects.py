@@ -18,7 +18,7 @@ import tifffile
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from drive import drag
+from drive import drag, run_job
 from engine.errors import UserError
 from engine.project import Project
 from engine.project.labelpng import read_png8
@@ -78,14 +78,14 @@ def test_command_line_project_opens_at_its_first_image(bare_window, membrane_pro
     assert bare_window.current_image_id() == bare_window.project.images()[0].id
 
 
-def test_folder_of_images_offers_a_new_project(bare_window, dialogs, cells_dir, tmp_path):
+def test_folder_of_images_offers_a_new_project(qtbot, bare_window, dialogs, cells_dir, tmp_path):
     folder = tmp_path / "raw"
     folder.mkdir()
     for p in some_images(cells_dir, 2):
         (folder / p.name).write_bytes(p.read_bytes())
     dialogs.answers["ask_not_a_project"] = "import"
     dialogs.answers["ask_new_project"] = (tmp_path / "made", ["bg", "cell"])
-    assert bare_window.project_actions.open_path(folder)
+    assert run_job(qtbot, bare_window, lambda: bare_window.project_actions.open_path(folder)) == "finished"
     assert bare_window.project.path == (tmp_path / "made").absolute()
     assert len(bare_window.project.images()) == 2
     assert sorted(p.name for p in folder.iterdir()) == sorted(p.name for p in some_images(cells_dir, 2))
@@ -131,20 +131,22 @@ def test_locked_project_opens_read_only_or_not_at_all(qtbot, bare_window, dialog
         holder.close()
 
 
-def test_import_images_all_or_nothing(bare_window, dialogs, membrane_project, cells_dir, tmp_path):
+def test_import_images_all_or_nothing(qtbot, bare_window, dialogs, membrane_project, cells_dir,
+                                      tmp_path):
     assert bare_window.project_actions.open_path(membrane_project)
     bad = tmp_path / "broken.png"
     bad.write_text("not an image")
     extra = some_images(cells_dir, 5)[3:]
-    assert not bare_window.project_actions.import_images(extra + [bad])
+    actions = bare_window.project_actions
+    assert run_job(qtbot, bare_window, lambda: actions.import_images(extra + [bad])) == "failed"
     assert len(bare_window.project.images()) == 3
     assert "broken.png" in dialogs.errors[-1][1]
-    assert bare_window.project_actions.import_images(extra)
+    assert run_job(qtbot, bare_window, lambda: actions.import_images(extra)) == "finished"
     assert len(bare_window.project.images()) == 5
     assert len(bare_window.image_panel.ordered_ids()) == 5
 
 
-def test_import_masks_and_export(bare_window, dialogs, tmp_path, cells_dir):
+def test_import_masks_and_export(qtbot, bare_window, dialogs, tmp_path, cells_dir):
     dialogs.answers["ask_not_a_project"] = "create"
     target = tmp_path / "proj"
     target.mkdir()
@@ -155,14 +157,15 @@ def test_import_masks_and_export(bare_window, dialogs, tmp_path, cells_dir):
     for p in some_images(cells_dir, 2):
         (pick / "images" / p.name).write_bytes(p.read_bytes())
         (pick / "masks" / p.name).write_bytes((cells_dir / "masks" / p.name).read_bytes())
-    assert bare_window.project_actions.import_annotations(
-        [pick / "images"], fmt="png", masks_dir=pick / "masks")
+    actions = bare_window.project_actions
+    assert run_job(qtbot, bare_window, lambda: actions.import_annotations(
+        [pick / "images"], fmt="png", masks_dir=pick / "masks")) == "finished"
     assert not dialogs.errors
     records = bare_window.project.images()
     assert len(records) == 2 and all(r.labeled_pixels == 512 * 512 for r in records)
     assert bare_window.document is not None and (bare_window.document.labels != UNLABELED).all()
     out = tmp_path / "out"
-    assert bare_window.project_actions.export_masks("png", out)
+    assert run_job(qtbot, bare_window, lambda: actions.export_masks("png", out)) == "finished"
     assert sorted(p.name for p in out.iterdir()) == sorted([r.name for r in records] + ["labelmap.txt"])
 
 
@@ -187,7 +190,8 @@ def test_16_bit_image_with_adjustable_contrast(qtbot, bare_window, dialogs, tmp_
     assert bare_window.project_actions.open_path(target)
     ramp = (np.arange(256 * 200, dtype=np.uint32).reshape(200, 256) * 1).astype(np.uint16)
     tifffile.imwrite(tmp_path / "ramp.tif", ramp)
-    assert bare_window.project_actions.import_images([tmp_path / "ramp.tif"])
+    assert run_job(qtbot, bare_window,
+                   lambda: bare_window.project_actions.import_images([tmp_path / "ramp.tif"])) == "finished"
     loaded = bare_window.loaded
     assert loaded.deep and loaded.contrast is not None
     opts = bare_window.tool_options

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
-from drive import at, click, drag
+from drive import at, click, drag, run_job
 from engine.project.labelpng import read_png8
 
 UNLABELED = 255
@@ -181,7 +181,8 @@ def test_deleting_a_class_renumbers_labels_on_disk(qtbot, window, dialogs):
     # Delete "membrane" (1), its pixels unlabeled: vesicle (2) becomes 1.
     window.class_panel.list.setCurrentRow(1)
     dialogs.answers["ask_delete_class"] = None
-    window.class_panel.buttons["delete"].click()
+    delete = window.class_panel.buttons["delete"]
+    assert run_job(qtbot, window, lambda: delete.click() or True) == "finished"
     assert [c.name for c in window.project.classes] == ["background", "vesicle"]
     saved = on_disk(window, image_id)
     assert saved[100, 120] == UNLABELED and saved[300, 120] == 1
@@ -202,7 +203,7 @@ def test_class_panel_add_rename_recolor_reorder(qtbot, window):
     assert window.project.classes[3].name == "nuclei"
     assert window.project.classes[3].color == (200, 10, 30)
     panel.list.setCurrentRow(0)
-    assert panel.move_class(1)  # background becomes class 1
+    assert run_job(qtbot, window, lambda: panel.move_class(1)) == "finished"  # background: 1
     assert [c.name for c in window.project.classes][:2] == ["membrane", "background"]
     assert on_disk(window, image_id)[100, 120] == 1
     assert window.document.labels[100, 120] == 1

@@ -29,3 +29,13 @@ def click(qtbot, canvas, x: float, y: float, modifier=Qt.KeyboardModifier.NoModi
     p = at(canvas, x, y)
     qtbot.mouseMove(viewport, p)
     qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, modifier, p)
+
+
+def run_job(qtbot, window, start, timeout: int = 30_000) -> str | None:
+    """Call ``start()``, a window action that runs a job (an import, a class move), and wait
+    until the job and its callbacks are done: its outcome ("finished", "failed", "cancelled"),
+    or None when ``start()`` started none."""
+    if not start():
+        return None
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=timeout)
+    return window.jobs.outcome
