@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import UserError
-from engine.imageio import _configure_pil
+from engine.imageio import configure_pil
 from engine.formats.jsonfile import read_json_object
 from engine.formats.uncovered import (
     MARKER_KEY,
@@ -141,7 +141,7 @@ def _decode_mask_shape(shape: "Shape", height: int, width: int, path: Path) -> n
         with warnings.catch_warnings():
             # Fits the image (checked above), however large: not a decompression bomb.
             warnings.simplefilter("ignore")
-            _configure_pil()  # the program's pixel limit, not PIL's 179 megapixels
+            configure_pil()  # the program's pixel limit, not PIL's 179 megapixels
             with Image.open(io.BytesIO(shape.mask_data or b"")) as image:
                 if image.size != (w, h):
                     raise ValueError(f"its header says {image.size[0]} x {image.size[1]}")
