@@ -13,6 +13,12 @@ How a large image is predicted:
   edge; a pixel's probabilities are the weighted mean over the tiles that cover it. A tile's
   edge, where the network saw padding instead of the real neighbourhood, so counts little, and
   seams do not show.
+- Batches. The tiles of an image go through the network in batches taken in reading order,
+  across tile rows, so an image of n tiles costs ceil(n / batch) forwards. On the CPU the batch
+  is 1 (several tiles at once are no faster there and cost memory). On a GPU it is as many
+  tiles as fit in half of the free device memory, measured from the first batch's peak
+  (the window's canvas or a training may want the rest), at most 16; an out-of-memory error
+  halves it for the rest of the predictor's life.
 - Strips. Tile rows are processed top to bottom into an accumulator one tile high and as wide
   as the image; the rows no later tile can reach are finished (argmax, confidence) and the
   accumulator slides down. Peak memory: the input image, the two outputs, and
@@ -46,6 +52,11 @@ from engine.normalization import normalize
 # (a few hundred MB for the default U-Net).
 DEFAULT_TILE = 1536
 DEFAULT_OVERLAP = 64
+# Tiles per forward on a GPU: the first batch, before its memory is known, and the most ever
+# (past 16 large tiles a GPU is busy anyway, and the strip's host copies take over).
+FIRST_GPU_BATCH = 4
+MAX_GPU_BATCH = 16
+GPU_MEMORY_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,9 +138,10 @@ class Predictor:
         self.overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
         if self.tile < 16 or not 0 <= self.overlap < self.tile:
             raise UserError(f"tile {self.tile} / overlap {self.overlap}: need tile >= 16 and 0 <= overlap < tile")
-        # On the CPU a batch of tiles is no faster than one at a time and costs memory; a GPU
-        # wants several to be busy.
-        self.batch_size = int(batch_size or (1 if self.device.type == "cpu" else 4))
+        # The most tiles per forward (see the module doc); batch_for() says how many fit.
+        self.batch_size = int(batch_size or (MAX_GPU_BATCH if self.device.type == "cuda" else 1))
+        self._fixed_batch = batch_size is not None or self.device.type != "cuda"
+        self._bytes_per_pixel: float | None = None  # peak device memory of a forward, measured
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
         # The training's precision: bf16 where the GPU has it (no overflow to guard against),
         # else fp16; NHWC convolutions, as the network was trained in, use the tensor cores.
@@ -173,6 +185,21 @@ class Predictor:
             half = len(batch) // 2
             return torch.cat([self._forward(batch[:half]), self._forward(batch[half:])])
 
+    def batch_for(self, height: int, width: int) -> int:
+        """Tiles of ``height x width`` pixels per forward: the batch size given, 1 on the CPU,
+        on a GPU what fits in its share of the free memory (see the module doc)."""
+        if self._fixed_batch:
+            return self.batch_size
+        if self._bytes_per_pixel is None:
+            return min(self.batch_size, FIRST_GPU_BATCH)
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(self.device)
+        # Blocks torch's allocator holds but does not use are free for the next forward too.
+        free += torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
+        fit = int(free * GPU_MEMORY_SHARE / (self._bytes_per_pixel * height * width))
+        return max(1, min(self.batch_size, fit))
+
     def _forward_once(self, batch):
         import torch
 
@@ -180,12 +207,20 @@ class Predictor:
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        measure = not self._fixed_batch and self._bytes_per_pixel is None
+        if measure:
+            torch.cuda.reset_peak_memory_stats(self.device)
+            before = torch.cuda.memory_allocated(self.device)
         if self.autocast_dtype is not None:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 logits = self.model(x)
         else:
             logits = self.model(x)
-        return torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(logits.float(), dim=1)
+        if measure:
+            peak = torch.cuda.max_memory_allocated(self.device) - before
+            self._bytes_per_pixel = max(1.0, peak / (x.shape[0] * x.shape[2] * x.shape[3]))
+        return probs
 
     def predict_many(self, images: Iterable[np.ndarray], stop_event: threading.Event | None = None):
         """Predictions of ``images``, in order (a generator). Consecutive images of one size
@@ -204,7 +239,8 @@ class Predictor:
                 raise ValueError(f"an image is H x W or H x W x C with pixels, got shape {image.shape}")
             single = max(image.shape[:2]) <= self.tile
             if pending and (not single or image.shape != pending[0].shape
-                            or image.dtype != pending[0].dtype or len(pending) >= self.batch_size):
+                            or image.dtype != pending[0].dtype
+                            or len(pending) >= self.batch_for(*image.shape[:2])):
                 yield from flush()
             if stop_event is not None and stop_event.is_set():
                 raise PredictionStopped()
@@ -243,8 +279,8 @@ class Predictor:
             tile = np.pad(tile, ((0, 0), (0, ph), (0, pw)), mode=mode)
         return tile
 
-    def _tiles_on_device(self, image: np.ndarray, y: int, xs: list[int], th: int, tw: int):
-        """:meth:`_tile` of every tile in ``xs``, normalised and padded on the device: the host
+    def _tiles_on_device(self, image: np.ndarray, corners: list[tuple[int, int]], th: int, tw: int):
+        """:meth:`_tile` of every tile at ``corners`` (y, x), normalised and padded on the device: the host
         only slices and copies raw pixels (a quarter of the bytes for 8-bit images), so a fast
         GPU is not left waiting for NumPy."""
         import torch
@@ -255,7 +291,7 @@ class Predictor:
         mean = torch.tensor(self.normalization["mean"], dtype=torch.float32, device=self.device)
         std = torch.tensor(self.normalization["std"], dtype=torch.float32, device=self.device)
         out = []
-        for x in xs:
+        for y, x in corners:
             raw = to_channels(image[y:y + th, x:x + tw], self.in_channels)
             if raw.dtype not in (np.uint8, np.int16, np.int32, np.float16, np.float32):
                 raw = raw.astype(np.float32)  # dtypes torch cannot do arithmetic on everywhere
@@ -287,33 +323,49 @@ class Predictor:
         classmap = np.empty((h, w), np.uint8)
         confidence = np.empty((h, w), np.float32)
         unsure = 0.0
+
+        def finish_row(r: int, y: int) -> None:
+            """Rows of tile row ``r`` no later tile reaches: argmax and confidence; then the
+            strip slides down past them."""
+            nonlocal unsure
+            done = (ys[r + 1] if r + 1 < len(ys) else h) - y
+            blended = acc[:, :done] / wsum[:done]
+            conf, cls = blended.max(dim=0)
+            unsure += float((1.0 - conf).sum())  # float32 per strip: MPS has no float64
+            classmap[y:y + done] = cls.to(torch.uint8).cpu().numpy()
+            confidence[y:y + done] = conf.cpu().numpy()
+            if r + 1 < len(ys):
+                acc[:, :th - done] = acc[:, done:].clone()
+                acc[:, th - done:] = 0
+                wsum[:th - done] = wsum[done:].clone()
+                wsum[th - done:] = 0
+
+        # Reading order across rows: a batch may end in the next tile row, whose tiles are
+        # added once the row before is finished, so the sums are made in the order of one
+        # tile at a time.
+        tiles = [(r, y, x) for r, y in enumerate(ys) for x in xs]
+        row = 0
+        start = 0
         with torch.inference_mode():
-            for r, y in enumerate(ys):
-                for i in range(0, len(xs), self.batch_size):
-                    if stop_event is not None and stop_event.is_set():
-                        raise PredictionStopped()
-                    group = xs[i:i + self.batch_size]
-                    if self.device.type == "cuda":
-                        batch = self._tiles_on_device(image, y, group, th, tw)
-                    else:
-                        batch = np.stack([self._tile(image, y, x, th, tw) for x in group])
-                    probs = self._forward(batch)
-                    for j, x in enumerate(group):
-                        cw = min(tw, w - x)  # the last tile may reach beyond the image
-                        ch = min(th, h - y)
-                        acc[:, :ch, x:x + cw] += probs[j, :, :ch, :cw] * window[:ch, :cw]
-                        wsum[:ch, x:x + cw] += window[:ch, :cw]
-                done = (ys[r + 1] if r + 1 < len(ys) else h) - y
-                blended = acc[:, :done] / wsum[:done]
-                conf, cls = blended.max(dim=0)
-                unsure += float((1.0 - conf).sum())  # float32 per strip: MPS has no float64
-                classmap[y:y + done] = cls.to(torch.uint8).cpu().numpy()
-                confidence[y:y + done] = conf.cpu().numpy()
-                if r + 1 < len(ys):  # slide the strip down past the finished rows
-                    acc[:, :th - done] = acc[:, done:].clone()
-                    acc[:, th - done:] = 0
-                    wsum[:th - done] = wsum[done:].clone()
-                    wsum[th - done:] = 0
+            while start < len(tiles):
+                if stop_event is not None and stop_event.is_set():
+                    raise PredictionStopped()
+                group = tiles[start:start + self.batch_for(th, tw)]
+                start += len(group)
+                if self.device.type == "cuda":
+                    batch = self._tiles_on_device(image, [(y, x) for _, y, x in group], th, tw)
+                else:
+                    batch = np.stack([self._tile(image, y, x, th, tw) for _, y, x in group])
+                probs = self._forward(batch)
+                for j, (r, y, x) in enumerate(group):
+                    if r != row:
+                        finish_row(row, ys[row])
+                        row = r
+                    cw = min(tw, w - x)  # the last tile may reach beyond the image
+                    ch = min(th, h - y)
+                    acc[:, :ch, x:x + cw] += probs[j, :, :ch, :cw] * window[:ch, :cw]
+                    wsum[:ch, x:x + cw] += window[:ch, :cw]
+            finish_row(row, ys[row])
         np.clip(confidence, 0.0, 1.0, out=confidence)
         worst = 1.0 - 1.0 / k if k > 1 else 1.0
         uncertainty = min(1.0, max(0.0, unsure / (h * w) / worst))
@@ -367,7 +419,7 @@ def predict_project(project, run: str | None, image_ids: Iterable[int] | None = 
                                           batch_size=batch_size)
     failed: dict[int, str] = {}
     done = 0
-    # Up to a batch of images is read before predicting, so that small images share forwards
+    # Up to a batch of small images is read before predicting, so that they share forwards
     # (Predictor.predict_many); on the CPU the batch is 1 and each image goes alone.
     chunk: list[tuple[int, np.ndarray]] = []
 
@@ -401,7 +453,11 @@ def predict_project(project, run: str | None, image_ids: Iterable[int] | None = 
                 callback(PredictProgress(done, len(ids), image_id, None, str(exc)))
             continue
         chunk.append((image_id, image))
-        if len(chunk) >= predictor.batch_size and not predict_chunk():
+        # An image larger than a tile goes through alone (its tiles batched), so the chunk
+        # holds a batch of small images, never a batch of big ones.
+        full = (max(image.shape[:2]) > predictor.tile
+                or len(chunk) >= predictor.batch_for(*image.shape[:2]))
+        if full and not predict_chunk():
             return PredictResult(record.name, done, len(ids), True, failed)
     if chunk and not predict_chunk():
         return PredictResult(record.name, done, len(ids), True, failed)

@@ -216,3 +216,56 @@ def test_predict_project_stops_and_refuses_bad_runs(tmp_path):
 def test_prediction_dataclass_is_what_the_store_wants():
     pred = Prediction(np.zeros((2, 2), np.uint8), np.array([[0.0, 0.5], [1.0, 0.998]], np.float32), 0.1)
     assert pred.confidence_u8().tolist() == [[0, 128], [255, 254]]
+
+
+class _Counting(torch.nn.Module):
+    """A network that counts its forwards and the tiles in each."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.pad_multiple = inner.pad_multiple
+        self.batches = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.inner(x)
+
+
+@pytest.mark.parametrize("batch", [2, 4, 9])
+def test_one_image_goes_through_in_batches_across_tile_rows(batch):
+    """The window's one-image prediction: 3 x 3 tiles in ceil(9 / batch) forwards, not one per
+    tile nor one per tile row, and the result of one tile at a time."""
+    torch.manual_seed(3)
+    inner = build_model("unet", 3, 1, base=4, depth=2, norm="none").eval()
+    image = _smooth_image(150, 150, seed=3)
+    one_model, model = _Counting(inner), _Counting(inner)
+    one = Predictor(one_model, _meta(3, 1), "cpu", tile=64, overlap=16, batch_size=1).predict(image)
+    assert len(one_model.batches) == 9  # the layout is 3 x 3 tiles
+    batched = Predictor(model, _meta(3, 1), "cpu", tile=64, overlap=16, batch_size=batch).predict(image)
+    assert len(model.batches) == -(-9 // batch) and sum(model.batches) == 9
+    assert np.array_equal(batched.classmap, one.classmap)
+    assert np.allclose(batched.confidence, one.confidence, atol=1e-5)
+    assert batched.uncertainty == pytest.approx(one.uncertainty, abs=1e-6)
+
+
+def test_gpu_batch_is_what_fits_in_half_the_free_memory(monkeypatch):
+    """On a GPU with no batch size given: a first batch of FIRST_GPU_BATCH, then as many tiles
+    as half the free memory holds at the first forward's bytes per pixel, at most MAX_GPU_BATCH."""
+    from engine import inference
+
+    predictor = Predictor(_Constant([1.0, 0.0]), _meta(2, 1), "cpu")
+    predictor._fixed_batch = False  # as on CUDA
+    predictor.batch_size = inference.MAX_GPU_BATCH
+    assert predictor.batch_for(100, 100) == inference.FIRST_GPU_BATCH
+    gib = 1 << 30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (3 * gib, 8 * gib))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device=None: 2 * gib)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: gib)
+    predictor._bytes_per_pixel = 1000.0
+    # (3 + 2 - 1) GiB free, half of it over 1000 bytes x 512 x 512 pixels a tile: 8 tiles
+    assert predictor.batch_for(512, 512) == 8
+    assert predictor.batch_for(4096, 4096) == 1
+    assert predictor.batch_for(64, 64) == inference.MAX_GPU_BATCH
+    predictor.batch_size = 2  # halved by an out-of-memory error
+    assert predictor.batch_for(64, 64) == 2
