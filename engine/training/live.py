@@ -39,7 +39,7 @@ from engine.training.config import TrainConfig
 from engine.labels import UNLABELED
 from engine.training.data import (CropSampler, Example, check_examples, class_pixel_counts,
                                   class_weights, split_validation)
-from engine.devices import device_name, is_out_of_memory, thread_count
+from engine.devices import device_name, thread_count
 from engine.training.events import (LabelsUpdated, ModelKept, Notice, StepDone,
                                     TrainFailed, TrainFinished, TrainResult, TrainStarted)
 from engine.training.guards import StopRequested
@@ -281,20 +281,15 @@ class _LiveLoop(_Loop):
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._lr(step, now - t0, budget_s)
                 try:
-                    loss = self._step(batch.images, batch.masks)
+                    loss, shrunk = self._checked_step(batch)
                 except StopRequested:
                     stopped = True
                     break
-                except Exception as exc:
-                    if not is_out_of_memory(exc) and self._drop_compile(exc):
-                        continue
-                    if not is_out_of_memory(exc):
-                        raise
-                    del exc
-                    self.emit(Notice(self._shrink_after_oom()))
-                    stream.close()
-                    stream_start = epoch + 1
-                    stream = self._stream(stream_start)
+                if loss is None:
+                    if shrunk:
+                        stream.close()
+                        stream_start = epoch + 1
+                        stream = self._stream(stream_start)
                     continue
                 window.add(loss)
                 step += 1
