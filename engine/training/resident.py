@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
 
 import numpy as np
 
 from engine.normalization import to_channels
 from engine.training.augment import CropMaker, _window
 from engine.labels import UNLABELED
-from engine.training.data import CropSampler, Example, shard
-from engine.training.stream import Batch
+from engine.training.data import CropSampler, Example
+from engine.training.stream import Batch, BatchSource
 
 # Share of the device's free memory the resident images may take: the network, its
 # activations and cuDNN's workspaces need the rest.
@@ -244,12 +242,9 @@ class StreamedImages:
         return px, lb
 
 
-class DeviceBatchStream:
-    """:class:`engine.training.stream.BatchStream`'s interface, batches made on the device.
-
-    Batch ``g`` of the stream is step ``g % steps_per_epoch`` of epoch ``first_epoch + g //
-    steps_per_epoch``; crop ``position`` of an epoch uses the generator seeded
-    ``[seed, epoch, position * world + rank, 13]``, as ``BatchStream`` does. ``data`` is a
+class DeviceBatchStream(BatchSource):
+    """:class:`engine.training.stream.BatchStream`'s batches (the same crops from the same
+    seeds, :class:`engine.training.stream.BatchSource`), made on the device. ``data`` is a
     :class:`ResidentImages` (made once per training and shared by the streams that follow an
     out-of-memory retry) or a :class:`StreamedImages`.
     """
@@ -258,49 +253,24 @@ class DeviceBatchStream:
                  batch_size: int, steps_per_epoch: int, first_epoch: int, seed: int,
                  rank: int = 0, world: int = 1, *, data, device, channels_last: bool = True,
                  workers: int = 0, depth: int = 2):
-        self.examples = examples
-        self.sampler = sampler
-        self.maker = maker
-        self.batch_size = batch_size
-        self.steps_per_epoch = steps_per_epoch
-        self.first_epoch = first_epoch
-        self.seed = seed
-        self.rank, self.world = rank, world
+        super().__init__(examples, sampler, maker, batch_size, steps_per_epoch, first_epoch,
+                         seed, rank, world)
         self.data = data
         self.device = device
         self.kernels = _Sampler(maker.crop, device, channels_last)
         self._pin = device.type == "cuda"
-        self._next = 0
-        self._epoch, self._samples = None, []
-        self._stop = threading.Event()
         # Only the streamed form has CPU work worth a thread: the resident one's parameters are
         # a few dozen random numbers a crop.
-        self._queue: queue.Queue | None = None
-        self._thread = None
-        if data.streamed and workers > 0:
-            self._queue = queue.Queue(maxsize=depth)
-            self._thread = threading.Thread(target=self._produce, daemon=True,
-                                            name="maskloop-windows")
-            self._thread.start()
+        self._start(1 if data.streamed and workers > 0 else 0, depth, "maskloop-windows")
 
-    # -- the CPU part: crop parameters (and, streamed, the windows) ----------------------------
-
-    def _host_batch(self, g: int):
+    def _batch(self, g: int, cache):
+        """The CPU part: crop parameters (and, streamed, the windows)."""
         import torch
 
-        epoch = self.first_epoch + g // self.steps_per_epoch
-        index = g % self.steps_per_epoch
-        if epoch != self._epoch:
-            everything = self.sampler.epoch(epoch, self.steps_per_epoch * self.batch_size * self.world)
-            self._samples, self._epoch = shard(everything, self.rank, self.world), epoch
-        start = index * self.batch_size
+        epoch, index, crops = self._crops(g, cache)
         crop = self.maker.crop
-        drawn = []
-        for j in range(self.batch_size):
-            position = start + j
-            i, y, x = self._samples[position]
-            rng = np.random.default_rng([self.seed, epoch, position * self.world + self.rank, 13])
-            drawn.append((i, draw_params(self.maker, self.examples[i], y, x, rng)))
+        drawn = [(i, draw_params(self.maker, self.examples[i], y, x, rng))
+                 for i, y, x, rng in crops]
         # A batch without scale or rotation needs no margin around its crops.
         affine = any(p[3] != 1.0 or p[4] != 0.0 for _, p in drawn)
         window = self.maker.window if affine else crop
@@ -319,42 +289,8 @@ class DeviceBatchStream:
         windows = self.data.windows(items, window) if self.data.streamed else None
         return epoch, index, floats_t, items, window, windows
 
-    def _produce(self) -> None:
-        g = 0
-        try:
-            while not self._stop.is_set():
-                item = self._host_batch(g)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                g += 1
-        except BaseException as exc:  # handed to the consumer, raised there
-            self._queue.put(exc)
-
-    # -- the device part -----------------------------------------------------------------------
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> Batch:
-        if self._stop.is_set():
-            raise StopIteration
-        if self._queue is not None:
-            while True:
-                try:
-                    item = self._queue.get(timeout=0.5)
-                    break
-                except queue.Empty:
-                    if self._stop.is_set():
-                        raise StopIteration from None
-            if isinstance(item, BaseException):
-                raise item
-        else:
-            item = self._host_batch(self._next)
-        self._next += 1
+    def _finish(self, item) -> Batch:
+        """The device part: the windows cut (resident) or copied over (streamed), augmented."""
         epoch, index, floats, items, window, windows = item
         dev = self.device
         floats = floats.to(dev, non_blocking=True)
@@ -364,17 +300,6 @@ class DeviceBatchStream:
             pixels, labels = (t.to(dev, non_blocking=True) for t in windows)
         images, masks = self.kernels(pixels, labels, floats)
         return Batch(epoch, index, self.steps_per_epoch, images, masks)
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._queue is not None:
-            while True:
-                try:
-                    self._queue.get_nowait()
-                except queue.Empty:
-                    break
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 def make_images(examples: list[Example], norm, channels: int, device, maker: CropMaker,
