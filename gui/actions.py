@@ -6,28 +6,47 @@ Enter, N.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QDockWidget, QMainWindow, QMenu, QToolBar
 
 from gui import help_dialogs
+from gui.image_view import ImageView
+from gui.project_actions import ProjectActions
 from gui.recent_menu import fill_recent_menu
 from gui.theme import icon, on_palette_changed
 from gui.tools import TOOL_CLASSES
-
-if TYPE_CHECKING:
-    from gui.main_window import MainWindow
+from gui.workspace import Workspace
 
 
 class Actions:
-    """Every QAction of the window, by name (``actions["save"]``)."""
+    """Every QAction of the window, by name (``actions["save"]``). They live on ``window`` (so
+    their keys work wherever the keyboard is), in the menus ``menu(name)`` gives and on
+    ``toolbar``; what they act on is passed in, and which are enabled follows the Workspace."""
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, window: QMainWindow, workspace: Workspace, view: ImageView,
+                 project_actions: ProjectActions, canvas, class_panel,
+                 menu: Callable[[str], QMenu], docks: dict[str, QDockWidget],
+                 toolbar: QToolBar) -> None:
         self.window = window
+        self.workspace = workspace
+        self.view = view
+        self.project_actions = project_actions
+        self.canvas = canvas
+        self.class_panel = class_panel
+        self.menu = menu
+        self.docks = docks
+        self.toolbar = toolbar
         self._by_name: dict[str, QAction] = {}
         self._icons: dict[str, str] = {}
         self._build()
         on_palette_changed(self._redraw_icons)
+        view.labelsShown.connect(self["labels"].setChecked)
+        for signal in (workspace.projectChanged, workspace.currentImageChanged,
+                       workspace.imagesChanged, workspace.imageRemoved, workspace.imagesAdded):
+            signal.connect(lambda *_: self.update_enabled())
+        self.update_enabled()
 
     def _redraw_icons(self) -> None:
         for name, icon_name in self._icons.items():
@@ -60,10 +79,24 @@ class Actions:
         self._by_name[name] = action
         return action
 
+    def update_enabled(self) -> None:
+        ws = self.workspace
+        has_image, writable = ws.current_id is not None, ws.writable
+        for name in ("import_images", "import_folder", "import_annotations"):
+            self[name].setEnabled(ws.project is None or writable)
+        self["export_masks"].setEnabled(ws.project is not None)
+        self["save"].setEnabled(writable)
+        for name in ("done", "remove_image"):
+            self[name].setEnabled(has_image and writable)
+        for name in ("previous", "next"):
+            self[name].setEnabled(has_image)
+        if has_image and ws.project is not None:
+            self["done"].setChecked(ws.project.image(ws.current_id).done)
+
     def _build(self) -> None:
-        w = self.window
-        p = w.project_actions
-        c = w.canvas
+        w, ws, v = self.window, self.workspace, self.view
+        p = self.project_actions
+        c = self.canvas
         a = self._add
 
         # File
@@ -80,13 +113,13 @@ class Actions:
           icon_name="import-masks")
         a("export_masks", "&Export masks…", p.export_masks_dialog, "Ctrl+E",
           "Write the labels as index PNG, colour PNG, COCO or LabelMe", "export")
-        a("save", "&Save", w.save, QKeySequence.StandardKey.Save,
+        a("save", "&Save", v.save, QKeySequence.StandardKey.Save,
           "Write every unsaved label now (labels also save themselves 2 s after an edit)", "save")
         a("quit", "&Quit", w.close, QKeySequence.StandardKey.Quit, "Close Maskloop")
 
         # Edit
-        a("undo", "&Undo", w.undo, QKeySequence.StandardKey.Undo, "Undo the last edit on this image", "undo")
-        a("redo", "&Redo", w.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "Redo", "redo")
+        a("undo", "&Undo", v.undo, QKeySequence.StandardKey.Undo, "Undo the last edit on this image", "undo")
+        a("redo", "&Redo", v.redo, ["Ctrl+Shift+Z", "Ctrl+Y"], "Redo", "redo")
 
         # Tools
         group = QActionGroup(w)
@@ -99,10 +132,10 @@ class Actions:
             group.addAction(action)
         self["tool_brush"].setChecked(True)
         c.toolChanged.connect(lambda name: self[f"tool_{name}"].setChecked(True))
-        a("brush_bigger", "Bigger brush", w.context.grow_brush, "]", "Brush and eraser bigger")
-        a("brush_smaller", "Smaller brush", w.context.shrink_brush, "[", "Brush and eraser smaller")
+        a("brush_bigger", "Bigger brush", c.context.grow_brush, "]", "Brush and eraser bigger")
+        a("brush_smaller", "Smaller brush", c.context.shrink_brush, "[", "Brush and eraser smaller")
         for k in range(9):
-            a(f"class_{k + 1}", f"Class {k + 1}", lambda _=False, i=k: w.class_panel.pick(i),
+            a(f"class_{k + 1}", f"Class {k + 1}", lambda _=False, i=k: self.class_panel.pick(i),
               str(k + 1), f"Paint class {k + 1} of the list")
 
         # View
@@ -111,16 +144,16 @@ class Actions:
           "One image pixel per screen pixel", "zoom-actual")
         a("zoom_in", "Zoom &in", lambda: c.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
         a("zoom_out", "Zoom &out", lambda: c.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut)
-        a("labels", "Show &labels", w.set_labels_visible, "L", "Show or hide the labels",
+        a("labels", "Show &labels", v.set_labels_visible, "L", "Show or hide the labels",
           "labels", checkable=True)
         self["labels"].setChecked(True)
 
         # Image
-        a("previous", "&Previous image", lambda: w.step_image(-1), "PgUp", "Previous image", "previous")
-        a("next", "&Next image", lambda: w.step_image(1), "PgDown", "Next image", "next")
-        a("done", "Mark &done", w.set_done, "Ctrl+D",
+        a("previous", "&Previous image", lambda: ws.step_image(-1), "PgUp", "Previous image", "previous")
+        a("next", "&Next image", lambda: ws.step_image(1), "PgDown", "Next image", "next")
+        a("done", "Mark &done", ws.set_done, "Ctrl+D",
           "Mark this image as completely labeled", "done", checkable=True)
-        a("remove_image", "&Remove image from project…", w.remove_current_image,
+        a("remove_image", "&Remove image from project…", v.remove_current_image,
           tip="Remove this image, its labels and prediction from the project")
 
         # Help
@@ -133,14 +166,15 @@ class Actions:
         self._toolbar()
 
     def _menus(self) -> None:
-        w = self.window
-        file_menu = w.menu("&File")
+        menu = self.menu
+        file_menu = menu("&File")
         for name in ("new", "open"):
             file_menu.addAction(self[name])
         self.recent_menu = file_menu.addMenu("Open &recent")
         self.recent_menu.aboutToShow.connect(
-            lambda: fill_recent_menu(self.recent_menu, w.prefs, w.project_actions.open_path,
-                                     w.show_error))
+            lambda: fill_recent_menu(self.recent_menu, self.project_actions.prefs,
+                                     self.project_actions.open_path,
+                                     self.project_actions.feedback.error))
         file_menu.addSeparator()
         for name in ("import_images", "import_folder", "import_annotations", "export_masks"):
             file_menu.addAction(self[name])
@@ -149,34 +183,34 @@ class Actions:
         file_menu.addSeparator()
         file_menu.addAction(self["quit"])
 
-        edit = w.menu("&Edit")
+        edit = menu("&Edit")
         edit.addAction(self["undo"])
         edit.addAction(self["redo"])
 
-        tools = w.menu("&Tools")
+        tools = menu("&Tools")
         for cls in TOOL_CLASSES:
             tools.addAction(self[f"tool_{cls.name}"])
         tools.addSeparator()
         tools.addAction(self["brush_bigger"])
         tools.addAction(self["brush_smaller"])
 
-        view = w.menu("&View")
+        view = menu("&View")
         for name in ("fit", "actual", "zoom_in", "zoom_out", None, "labels"):
             view.addSeparator() if name is None else view.addAction(self[name])
         view.addSeparator()
-        for dock in w.docks.values():
+        for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
 
-        image = w.menu("&Image")
+        image = menu("&Image")
         for name in ("previous", "next", None, "done", None, "remove_image"):
             image.addSeparator() if name is None else image.addAction(self[name])
-        w.menu("&Model")  # the training loop fills it; here so menus keep their order
-        help_menu = w.menu("&Help")
+        menu("&Model")  # the training loop fills it; here so menus keep their order
+        help_menu = menu("&Help")
         help_menu.addAction(self["shortcuts"])
         help_menu.addAction(self["about"])
 
     def _toolbar(self) -> None:
-        bar = self.window.toolbar
+        bar = self.toolbar
         for name in ("open", "save", "import_images", None, "undo", "redo", None):
             bar.addSeparator() if name is None else bar.addAction(self[name])
         for cls in TOOL_CLASSES:
@@ -189,13 +223,12 @@ class Actions:
         """Every key of the window grouped by task, in each group the menu's order: painting
         (tools, classes, brush, undo), seeing (zoom, layers), moving between images, the model
         (train, predict, accept), the project and its files. Mouse gestures where they belong."""
-        w = self.window
         seen: set[int] = set()
 
         def rows_of(*menus: str) -> list[tuple[str, str]]:
             rows = []
             for name in menus:
-                rows.extend(self._menu_rows(w.menu(name), seen))
+                rows.extend(self._menu_rows(self.menu(name), seen))
             return rows
 
         painting = rows_of("&Tools")
@@ -237,7 +270,7 @@ class Actions:
 
     def _all_rows(self) -> list[tuple[str, str, QAction]]:
         rows = []
-        for action in self.window.actions() + self.window.canvas.actions():
+        for action in self.window.actions() + self.canvas.actions():
             keys = self._keys(action)
             if keys:
                 rows.append((action.text().replace("&", "").rstrip("…"), keys, action))

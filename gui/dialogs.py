@@ -1,12 +1,15 @@
 """Dialogs: errors, questions about classes, folders that are not projects, new projects.
 
-Each function returns the user's answer as a plain value, so callers read like the question.
-Tests replace these functions (monkeypatch) to answer without a modal loop.
+Each function returns the user's answer as a plain value or a frozen dataclass of named fields
+(:class:`NewProject`, :class:`ImportRequest`, :class:`ExportRequest`), so callers read like the
+question. Tests replace these functions (monkeypatch) to answer without a modal loop.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -29,6 +32,47 @@ from engine.formats import registry as format_registry
 
 # Dialogs that hold a folder path are at least this wide (pixels), so the path shows.
 DIALOG_MIN_WIDTH = 640
+
+
+class NewProject(NamedTuple):
+    """Where a new project goes and its class names (a tuple: ``path, classes = answer``)."""
+
+    path: Path
+    classes: list[str]
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    """What to import: the arguments of ``engine.formats.import_paths`` the user chose."""
+
+    paths: tuple[Path, ...]
+    fmt: str | None = None  # None: told from the files
+    masks_dir: Path | None = None
+    unlabeled_value: int | None = None
+    uncovered: str | None = None  # "background", "unlabeled", or None: as the file says
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """How to export: the arguments of ``engine.formats.export_masks`` the user chose."""
+
+    fmt: str
+    out_dir: Path
+    unlabeled_as: str = "unlabeled"
+    include_unlabeled: bool = False
+    overwrite: bool = False
+    regions: str = "instances"
+
+
+def ok_cancel(dialog: QDialog, ok_text: str | None = None) -> QDialogButtonBox:
+    """The OK and Cancel buttons of ``dialog``, wired to accept and reject; OK says ``ok_text``."""
+    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
+                               | QDialogButtonBox.StandardButton.Cancel)
+    if ok_text:
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText(ok_text)
+    buttons.accepted.connect(dialog.accept)
+    buttons.rejected.connect(dialog.reject)
+    return buttons
 
 
 def show_error(parent: QWidget | None, title: str, text: str, details: str | None = None) -> None:
@@ -66,11 +110,7 @@ def ask_delete_class(parent: QWidget | None, names: list[str], index: int) -> in
     layout.addWidget(merge)
     layout.addWidget(combo)
     layout.addWidget(QLabel("The classes after it move up by one. This cannot be undone."))
-    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Delete class")
-    buttons.accepted.connect(dialog.accept)
-    buttons.rejected.connect(dialog.reject)
-    layout.addWidget(buttons)
+    layout.addWidget(ok_cancel(dialog, "Delete class"))
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return False
     return combo.currentData() if merge.isChecked() else None
@@ -106,7 +146,7 @@ def ask_not_a_project(parent: QWidget | None, folder: Path, has_images: bool) ->
 
 
 def ask_new_project(parent: QWidget | None, start_dir: str = "",
-                    suggested_name: str = "") -> tuple[Path, list[str]] | None:
+                    suggested_name: str = "") -> NewProject | None:
     """Where the new project goes and its classes."""
     dialog = QDialog(parent)
     dialog.setWindowTitle("New project")
@@ -128,14 +168,11 @@ def ask_new_project(parent: QWidget | None, start_dir: str = "",
     form.addRow("In folder", folder_row)
     form.addRow("Project name", name)
     form.addRow("Classes (comma separated)", classes)
-    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    buttons.accepted.connect(dialog.accept)
-    buttons.rejected.connect(dialog.reject)
-    form.addRow(buttons)
+    form.addRow(ok_cancel(dialog))
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None
     names = [c.strip() for c in classes.text().split(",") if c.strip()]
-    return Path(folder.text()) / name.text().strip(), names
+    return NewProject(Path(folder.text()) / name.text().strip(), names)
 
 
 def ask_save_before_quit(parent: QWidget | None, what: str) -> str:
@@ -172,8 +209,8 @@ IMPORT_FORMAT_CHOICES = (("", "Detect from the files"),
                          *((f.key, f.description) for f in format_registry.IMPORT_FORMATS))
 
 
-def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict | None:
-    """What to import: ``{"paths", "fmt", "masks_dir", "unlabeled_value", "uncovered"}``."""
+def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> ImportRequest | None:
+    """What to import, or None (cancelled, or no source given)."""
     from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QPushButton, QSpinBox
 
     dialog = QDialog(parent)
@@ -225,20 +262,16 @@ def ask_import_annotations(parent: QWidget | None, start_dir: str = "") -> dict 
     unl_layout.addWidget(unlabeled)
     form.addRow("", unl_row)
     form.addRow("Pixels no shape covers (COCO, LabelMe)", uncovered)
-    buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-    buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Import")
-    buttons.accepted.connect(dialog.accept)
-    buttons.rejected.connect(dialog.reject)
-    form.addRow(buttons)
+    form.addRow(ok_cancel(dialog, "Import"))
     if dialog.exec() != QDialog.DialogCode.Accepted or not source.text().strip():
         return None
-    return {
-        "paths": [Path(source.text().strip())],
-        "fmt": fmt.currentData() or None,
-        "masks_dir": Path(masks.text().strip()) if masks.text().strip() else None,
-        "unlabeled_value": unlabeled.value() if use_unlabeled.isChecked() else None,
-        "uncovered": uncovered.currentData(),
-    }
+    return ImportRequest(
+        paths=(Path(source.text().strip()),),
+        fmt=fmt.currentData() or None,
+        masks_dir=Path(masks.text().strip()) if masks.text().strip() else None,
+        unlabeled_value=unlabeled.value() if use_unlabeled.isChecked() else None,
+        uncovered=uncovered.currentData(),
+    )
 
 
 EXPORT_FORMAT_CHOICES = tuple((f.key, f.description) for f in format_registry.MASK_EXPORT_FORMATS)
@@ -287,36 +320,32 @@ class ExportMasksDialog(QDialog):
                       "beside the masks.")
         note.setWordWrap(True)
         form.addRow("", note)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
-        form.addRow(buttons)
+        form.addRow(ok_cancel(self, "Export"))
         self.fmt.currentIndexChanged.connect(self._format_changed)
         self._format_changed()
 
     def _format_changed(self) -> None:
         self.semantic.setEnabled(self.fmt.currentData() in REGION_FORMATS)
 
-    def request(self) -> dict | None:
+    def request(self) -> ExportRequest | None:
         if not self.out.text().strip():
             return None
         fmt = self.fmt.currentData()
-        return {
-            "fmt": fmt,
-            "out_dir": Path(self.out.text().strip()),
-            "unlabeled_as": "background" if self.background.isChecked() else "unlabeled",
-            "include_unlabeled": self.everything.isChecked(),
-            "overwrite": self.overwrite.isChecked(),
-            "regions": "semantic" if (self.semantic.isChecked() and fmt in REGION_FORMATS)
+        return ExportRequest(
+            fmt=fmt,
+            out_dir=Path(self.out.text().strip()),
+            unlabeled_as="background" if self.background.isChecked() else "unlabeled",
+            include_unlabeled=self.everything.isChecked(),
+            overwrite=self.overwrite.isChecked(),
+            regions="semantic" if (self.semantic.isChecked() and fmt in REGION_FORMATS)
             else "instances",
-        }
+        )
 
 
 def ask_export_masks(parent: QWidget | None, start_dir: str = "",
-                     class0_name: str = "background") -> dict | None:
-    """How to export: ``{"fmt", "out_dir", "unlabeled_as", "include_unlabeled", "overwrite",
-    "regions"}``; ``class0_name`` is the project's class 0, named in the unlabeled option."""
+                     class0_name: str = "background") -> ExportRequest | None:
+    """How to export, or None; ``class0_name`` is the project's class 0, named in the
+    unlabeled option."""
     dialog = ExportMasksDialog(parent, start_dir, class0_name)
     if dialog.exec() != QDialog.DialogCode.Accepted:
         return None

@@ -11,17 +11,16 @@ folder that is not a project offers to become one.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Callable
 
 from engine import imageio
 from engine.errors import NewerProjectError, ProjectLockedError, UserError
 from engine.project import Project
 from gui import dialogs
 from gui.export_paths import export_start, remember_export
-from gui.jobs import count_progress, stage_progress
-
-if TYPE_CHECKING:
-    from gui.main_window import MainWindow
+from gui.jobs import JobRunner, count_progress, stage_progress
+from gui.settings import Preferences
+from gui.workspace import Feedback, Workspace
 
 DB_NAME = "project.db"
 DEFAULT_CLASSES = ["background", "foreground"]
@@ -43,22 +42,21 @@ def folder_has_images(folder: Path, limit: int = 2000) -> bool:
 
 
 class ProjectActions:
-    def __init__(self, window: MainWindow) -> None:
-        self.window = window
+    """``open_project(project) -> bool`` shows a project in the window (False: the one open
+    could not be closed); imports and exports run in ``jobs``."""
 
-    @property
-    def prefs(self):
-        return self.window.prefs
-
-    @property
-    def jobs(self):
-        """The window's :class:`gui.jobs.JobRunner`: imports and exports run there."""
-        return self.window.jobs
+    def __init__(self, workspace: Workspace, feedback: Feedback, prefs: Preferences,
+                 jobs: JobRunner, open_project: Callable[[Project], bool]) -> None:
+        self.workspace = workspace
+        self.feedback = feedback
+        self.prefs = prefs
+        self.jobs = jobs
+        self._open_project = open_project
 
     # ----------------------------------------------------------- opening
     def open_dialog(self) -> bool:
         start = self.prefs.last_folder() or str(Path.home())
-        path = dialogs.pick_project_folder(self.window, start)
+        path = dialogs.pick_project_folder(self.feedback.parent, start)
         return False if path is None else self.open_path(path)
 
     def open_path(self, path: Path | str, ask: bool = True) -> bool:
@@ -74,26 +72,26 @@ class ProjectActions:
         try:
             project = Project.open(path)
         except NewerProjectError as exc:
-            self.window.show_error("Made by a newer Maskloop", f"{exc}\n\nThe project was not "
-                                   "changed. Open it with a newer version of Maskloop.")
+            self.feedback.error("Made by a newer Maskloop", f"{exc}\n\nThe project was not "
+                                "changed. Open it with a newer version of Maskloop.")
             return False
         except ProjectLockedError as exc:
-            if not ask or not dialogs.ask_open_read_only(self.window, str(exc)):
+            if not ask or not dialogs.ask_open_read_only(self.feedback.parent, str(exc)):
                 if not ask:
-                    self.window.show_error("Project in use", str(exc))
+                    self.feedback.error("Project in use", str(exc))
                 return False
             try:
                 project = Project.open(path, readonly=True)
             except UserError as exc2:
-                self.window.show_error("Cannot open the project", str(exc2))
+                self.feedback.error("Cannot open the project", str(exc2))
                 return False
         except UserError as exc:
-            self.window.show_error("Cannot open the project", str(exc))
+            self.feedback.error("Cannot open the project", str(exc))
             return False
         return self._opened(project)
 
     def _opened(self, project: Project) -> bool:
-        if not self.window.set_project(project):
+        if not self._open_project(project):
             project.close()
             return False
         self.prefs.add_recent(project.path)
@@ -101,7 +99,7 @@ class ProjectActions:
         return True
 
     def _not_a_project(self, folder: Path) -> bool:
-        choice = dialogs.ask_not_a_project(self.window, folder, folder_has_images(folder))
+        choice = dialogs.ask_not_a_project(self.feedback.parent, folder, folder_has_images(folder))
         if choice == dialogs.NOT_A_PROJECT_CREATE:
             return self._create(folder, DEFAULT_CLASSES)
         if choice == dialogs.NOT_A_PROJECT_IMPORT:
@@ -113,7 +111,7 @@ class ProjectActions:
         try:
             project = Project.create(path, classes or DEFAULT_CLASSES)
         except UserError as exc:
-            self.window.show_error("Cannot create the project", str(exc))
+            self.feedback.error("Cannot create the project", str(exc))
             return False
         return self._opened(project)
 
@@ -121,8 +119,8 @@ class ProjectActions:
                     start_dir: str = "") -> bool:
         if self.jobs.refuse("A new project"):
             return False
-        answer = dialogs.ask_new_project(self.window, start_dir or self.prefs.last_folder(),
-                                         suggested)
+        answer = dialogs.ask_new_project(self.feedback.parent,
+                                         start_dir or self.prefs.last_folder(), suggested)
         if answer is None:
             return False
         path, classes = answer
@@ -134,12 +132,12 @@ class ProjectActions:
 
     # --------------------------------------------------------- importing
     def import_images_dialog(self) -> None:
-        paths = dialogs.pick_images(self.window, self.prefs.last_folder())
+        paths = dialogs.pick_images(self.feedback.parent, self.prefs.last_folder())
         if paths:
             self.import_images(paths)
 
     def import_folder_dialog(self) -> None:
-        folder = dialogs.pick_folder(self.window, "Import a folder of images",
+        folder = dialogs.pick_folder(self.feedback.parent, "Import a folder of images",
                                      self.prefs.last_folder())
         if folder is not None:
             self.import_images([folder])
@@ -147,14 +145,13 @@ class ProjectActions:
     def import_images(self, paths: list[Path]) -> bool:
         """Copy images into the project, as a job (see gui/jobs.py); True when it started, or
         when a new project was made for them."""
-        window = self.window
-        if window.project is None:
+        project, say = self.workspace.project, self.feedback.status
+        if project is None:
             return self.new_project(images=paths, suggested="my-project",
                                     start_dir=str(Path(paths[0]).parent))
-        if window.project.readonly:
-            window.show_error("Read-only project", "This project is open read-only.")
+        if project.readonly:
+            self.feedback.error("Read-only project", "This project is open read-only.")
             return False
-        project = window.project
 
         def job(emit, stop):
             return project.add_images(paths, progress=count_progress(emit, "Copying the images"),
@@ -162,23 +159,25 @@ class ProjectActions:
 
         def done(records) -> None:
             self.prefs.set_last_folder(Path(paths[0]).parent)
-            window.images_added([r.id for r in records])
-            window.status_message(f"Imported {len(records)} image{'s' * (len(records) != 1)}")
+            self.workspace.images_added([r.id for r in records])
+            say(f"Imported {len(records)} image{'s' * (len(records) != 1)}")
 
         return self.jobs.start("Importing images", job, done,
                                error_title="Cannot import the images",
                                error_note="\n\nNothing was imported.",
-                               cancelled=lambda: window.status_message(
-                                   "Import cancelled: nothing was imported.", 8000))
+                               cancelled=lambda: say("Import cancelled: nothing was imported.",
+                                                     8000))
 
     def import_annotations_dialog(self) -> None:
-        window = self.window
-        if window.project is None or window.project.readonly:
-            window.show_error("No project", "Open or create a project to import into.")
+        if not self.workspace.writable:
+            self.feedback.error("No project", "Open or create a project to import into.")
             return
-        request = dialogs.ask_import_annotations(window, self.prefs.last_folder())
+        request = dialogs.ask_import_annotations(self.feedback.parent, self.prefs.last_folder())
         if request is not None:
-            self.import_annotations(**request)
+            self.import_annotations(list(request.paths), fmt=request.fmt,
+                                    masks_dir=request.masks_dir,
+                                    unlabeled_value=request.unlabeled_value,
+                                    uncovered=request.uncovered)
 
     def import_annotations(self, paths: list[Path], fmt: str | None = None,
                            masks_dir: Path | None = None, unlabeled_value: int | None = None,
@@ -186,8 +185,7 @@ class ProjectActions:
         """Import images with their masks or annotations, as a job; True when it started."""
         from engine.formats import import_paths
 
-        window = self.window
-        project = window.project
+        project, say = self.workspace.project, self.feedback.status
 
         def job(emit, stop):
             return import_paths(project, paths, fmt=fmt, masks_dir=masks_dir,
@@ -195,26 +193,27 @@ class ProjectActions:
                                 progress=stage_progress(emit), stop_event=stop)
 
         def done(report) -> None:
-            window.labels_changed_on_disk()
-            window.status_message(report.summary(), 10000)
+            self.workspace.labels_changed_on_disk()
+            say(report.summary(), 10000)
 
         return self.jobs.start("Importing", job, done, error_title="Cannot import",
                                error_note="\n\nNothing was imported.", flush=True,
-                               cancelled=lambda: window.status_message(
-                                   "Import cancelled: nothing was imported.", 8000))
+                               cancelled=lambda: say("Import cancelled: nothing was imported.",
+                                                     8000))
 
     # --------------------------------------------------------- exporting
     def export_masks_dialog(self) -> None:
-        window = self.window
-        project = window.project
+        project = self.workspace.project
         if project is None:
             return
         start = export_start(self.prefs, project, "masks", f"{project.name}-masks")
         classes = project.classes
-        request = dialogs.ask_export_masks(window, str(start),
+        request = dialogs.ask_export_masks(self.feedback.parent, str(start),
                                            classes[0].name if classes else "background")
         if request is not None:
-            self.export_masks(**request)
+            self.export_masks(request.fmt, request.out_dir, unlabeled_as=request.unlabeled_as,
+                              include_unlabeled=request.include_unlabeled,
+                              overwrite=request.overwrite, regions=request.regions)
 
     def export_masks(self, fmt: str, out_dir: Path, unlabeled_as: str = "unlabeled",
                      include_unlabeled: bool = False, overwrite: bool = False,
@@ -222,11 +221,10 @@ class ProjectActions:
         """Write the labels out, as a job (the labels saved first); True when it started."""
         from engine.formats import export_masks
 
-        window = self.window
-        project = window.project
+        project, say = self.workspace.project, self.feedback.status
         # What cannot be saved now is exported as last saved (the user was told): an export to
         # another disk is what a full one leaves to do.
-        window.flush_labels()
+        self.workspace.flush_labels()
 
         def job(emit, stop):
             return export_masks(project, fmt, out_dir, unlabeled_as=unlabeled_as,
@@ -235,9 +233,8 @@ class ProjectActions:
 
         def done(report) -> None:
             remember_export(self.prefs, project, "masks", Path(out_dir))
-            window.status_message(report.summary(), 10000)
+            say(report.summary(), 10000)
 
         return self.jobs.start("Exporting", job, done, error_title="Cannot export",
-                               cancelled=lambda: window.status_message(
-                                   f"Export cancelled: the files written so far stay in {out_dir}.",
-                                   10000))
+                               cancelled=lambda: say(f"Export cancelled: the files written so "
+                                                     f"far stay in {out_dir}.", 10000))

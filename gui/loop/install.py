@@ -1,9 +1,10 @@
 """Plugs the training and prediction loop into the main window: docks, actions, menus.
 
-``install_loop(window)`` is called once at the end of ``MainWindow.__init__`` and only uses the
-window API agreed in ARCHITECTURE.md (project, current image, canvas prediction layer, document,
-flush_labels, image panel, menus, close guards, show_error, status_message). Nothing here
-imports torch: the first training or prediction does, in its worker's thread.
+``install_loop(window)`` is called once at the end of ``MainWindow.__init__``. It lays the docks,
+actions and menus on the window; the controllers receive the window's Workspace (project,
+current image, document, labels), its Feedback (dialog parent, status line, errors) and the
+parts each one drives (canvas, image list, job runner, preferences), never the window. Nothing
+here imports torch: the first training or prediction does, in its worker's thread.
 """
 
 from __future__ import annotations
@@ -95,9 +96,11 @@ def install_loop(window) -> Loop:
     training_panel = TrainingPanel()
     prediction_panel = PredictionPanel()
     model_panel = ModelPanel()
-    training = TrainingController(window, training_panel)
-    predictions = PredictionController(window, prediction_panel)
-    models = ModelController(window, model_panel)
+    ws, feedback, canvas = window.workspace, window.feedback, window.canvas
+    training = TrainingController(ws, feedback, window.jobs, training_panel)
+    window.close_guards.append(training.confirm_close)
+    predictions = PredictionController(ws, feedback, canvas, window.image_panel, prediction_panel)
+    models = ModelController(ws, feedback, window.prefs, model_panel)
 
     docks = {
         "training": _dock(window, "Training", "loopTrainingDock", training_panel),
@@ -140,13 +143,13 @@ def install_loop(window) -> Loop:
     # a budget) it is the field's, never a whole prediction copied into the labels.
     window.removeAction(act["accept"])
     act["accept"].setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
-    window.canvas.addAction(act["accept"])
+    canvas.addAction(act["accept"])
     predictions.availableChanged.connect(act["accept"].setEnabled)
     predictions.availableChanged.connect(prediction_panel.accept_button.setEnabled)
     prediction_panel.accept_button.setEnabled(False)
     act["label_next"] = _action(window, "&Label next", predictions.label_next, ["N"],
                                 "Go to the image the model is least sure of")
-    validation = ValidationView(window)
+    validation = ValidationView(ws, feedback, canvas)
     act["validation_squares"] = _action(window, "Show &validation squares", validation.set_shown,
                                         tip="Outline the squares whose labels validate the model "
                                         "(they are never trained on)", checkable=True)
@@ -172,12 +175,10 @@ def install_loop(window) -> Loop:
         view.addAction(act[key])
     for dock in docks.values():
         view.addAction(dock.toggleViewAction())
-    toolbar = getattr(window, "toolbar", None)
-    if toolbar is not None:
-        toolbar.addSeparator()
-        # One Train button that turns into Stop while training (the menu has both).
-        for key in ("train", "live", "predict_all", "label_next"):
-            toolbar.addAction(act[key])
+    window.toolbar.addSeparator()
+    # One Train button that turns into Stop while training (the menu has both).
+    for key in ("train", "live", "predict_all", "label_next"):
+        window.toolbar.addAction(act[key])
 
     def running_changed(running: bool) -> None:
         live = running and training.live
@@ -220,11 +221,11 @@ def install_loop(window) -> Loop:
         for key in ("train", "live", "predict_all", "label_next", "compare"):
             act[key].setEnabled(project is not None)
 
-    window.projectChanged.connect(project_changed)
+    ws.projectChanged.connect(project_changed)
     loop = Loop(training, predictions, models, training_panel, prediction_panel, model_panel,
                 docks, act, validation)
     window.loop = loop
-    project_changed(window.project)
+    project_changed(ws.project)
     training.schedule_warm_up()  # torch loads while the user looks at the first image
     return loop
 

@@ -9,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from engine.formats.registry import MODEL_EXPORT_FORMATS
 from gui.export_paths import export_start, remember_export
 from gui.loop.model_panel import ModelPanel
+from gui.loop.package_dialog import PackageOptions
 from gui.loop.worker import Worker, training_threads
+from gui.settings import Preferences
+from gui.workspace import Feedback, WindowPart, Workspace
 
 ACTIVE_KEY = "active_run"
 EXPORT_FORMATS = {  # engine format -> (menu text, file filter, suffix)
@@ -60,7 +63,7 @@ def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.nd
     return job
 
 
-class ModelController(QObject):
+class ModelController(WindowPart):
     """Signal ``activeChanged(run, checkpoint)``: the model predictions now come from."""
 
     activeChanged = Signal(object, object)
@@ -68,9 +71,10 @@ class ModelController(QObject):
     comparisonShown = Signal(dict)
     exported = Signal(object)  # the exported file's path
 
-    def __init__(self, window, panel: ModelPanel):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, workspace: Workspace, feedback: Feedback, prefs: Preferences,
+                 panel: ModelPanel):
+        super().__init__(workspace, feedback)
+        self.prefs = prefs
         self.panel = panel
         self.compare_worker: Worker | None = None
         self.export_worker: Worker | None = None
@@ -82,7 +86,7 @@ class ModelController(QObject):
 
     def active_run(self):
         """The RunRecord that predicts, or None when the project has no usable model."""
-        project = self.window.project
+        project = self.workspace.project
         if project is None:
             return None
         usable = {r.name: r for r in project.runs() if r.usable}
@@ -92,7 +96,7 @@ class ModelController(QObject):
         return project.last_run()
 
     def refresh(self) -> None:
-        project = self.window.project
+        project = self.workspace.project
         if project is None:
             self.panel.set_runs([], None)
             self.activeChanged.emit(None, None)
@@ -103,13 +107,13 @@ class ModelController(QObject):
                                 active.checkpoint if active else None)
 
     def activate(self, run: str) -> None:
-        project = self.window.project
+        project = self.workspace.project
         if project is None:
             return
         if not getattr(project, "readonly", False):
             project.set_setting(ACTIVE_KEY, run)
         self.refresh()
-        self.window.status_message(f"Predictions now come from {run}.")
+        self.feedback.status(f"Predictions now come from {run}.")
         self.activated.emit(run)
 
     def training_finished(self, result) -> None:
@@ -122,14 +126,14 @@ class ModelController(QObject):
     # -- comparison --------------------------------------------------------------------------------
 
     def compare(self, runs: list[str]) -> bool:
-        project = self.window.project
+        project = self.workspace.project
         if project is None or not runs or (self.compare_worker and self.compare_worker.is_running()):
             return False
         records = {r.name: r for r in project.runs() if r.usable}
         checkpoints = {name: records[name].checkpoint for name in runs if name in records}
         if not checkpoints:
             return False
-        self.window.flush_labels()
+        self.workspace.flush_labels()
         # The same pixels for every run, as `eval` scores: the labels inside the held-out
         # validation squares, which no run trains on (engine.training.evaluation).
         from engine.training.evaluation import validation_labels
@@ -137,7 +141,7 @@ class ModelController(QObject):
         newest = max((records[n] for n in checkpoints), key=lambda r: r.created)
         examples, kind = validation_labels(project, newest)
         if not examples:
-            self.window.show_error("Nothing to compare on", "No image has labels yet: label "
+            self.feedback.error("Nothing to compare on", "No image has labels yet: label "
                                    "some pixels, then compare.")
             return False
         pixels = sum(int((label != 255).sum()) for _, label in examples)
@@ -154,7 +158,7 @@ class ModelController(QObject):
         worker.event.connect(lambda e: self.panel.set_busy(
             True, f"Evaluating… {e[0]} of {e[1]} predictions"))
         worker.finished.connect(lambda results: self._compared(results, class_names, note))
-        worker.failed.connect(lambda m, log: self.window.show_error("Comparison failed", m,
+        worker.failed.connect(lambda m, log: self.feedback.error("Comparison failed", m,
                                                                      details=log or None))
         worker.done.connect(self._compare_done)
         self.panel.set_busy(True, f"Evaluating {len(checkpoints)} run(s) on {len(chosen)} image(s)…")
@@ -174,11 +178,11 @@ class ModelController(QObject):
     def ask_export(self, fmt: str | None = None) -> None:
         active = self.active_run()
         if active is None:
-            self.window.show_error("No model to export", "Train a model first (Ctrl+T).")
+            self.feedback.error("No model to export", "Train a model first (Ctrl+T).")
             return
         if fmt is None:
             labels = [EXPORT_FORMATS[f][0].rstrip("…") for f in EXPORT_FORMATS]
-            label, ok = QInputDialog.getItem(self.window, "Export model",
+            label, ok = QInputDialog.getItem(self.feedback.parent, "Export model",
                                              f"Export {active.name} as:", labels, 0, False)
             if not ok:
                 return
@@ -190,30 +194,30 @@ class ModelController(QObject):
                 return
         _, file_filter, suffix = EXPORT_FORMATS[fmt]
         # Beside the project (not a hidden folder), then where this project's last model went.
-        default = str(export_start(self.window.prefs, self.window.project, "model",
+        default = str(export_start(self.prefs, self.workspace.project, "model",
                                    f"{active.name}-{active.model}{suffix}"))
-        path, _ = QFileDialog.getSaveFileName(self.window, f"Export {active.name}", default, file_filter)
+        path, _ = QFileDialog.getSaveFileName(self.feedback.parent, f"Export {active.name}", default, file_filter)
         if path:
             self.export(fmt, Path(path), options)
 
-    def ask_package_options(self, active) -> dict | None:
+    def ask_package_options(self, active) -> PackageOptions | None:
         """Name, authors and licence of a bioimage.io package (those given last as defaults)."""
         from engine.bioimageio import DEFAULT_LICENSE, default_author, default_name
         from gui.loop.package_dialog import ask_package_options
 
-        project = self.window.project
+        project = self.workspace.project
         last = project.get_setting(PACKAGE_KEY, None) or {}
         options = ask_package_options(
-            self.window, last.get("name") or default_name(project.name, active.model),
+            self.feedback.parent, last.get("name") or default_name(project.name, active.model),
             last.get("authors") or [default_author()], last.get("license_id") or DEFAULT_LICENSE,
             active.name)
         if options is not None and not getattr(project, "readonly", False):
-            project.set_setting(PACKAGE_KEY, options)
+            project.set_setting(PACKAGE_KEY, options.as_setting())
         return options
 
-    def export(self, fmt: str, out_path: Path, options: dict | None = None) -> bool:
-        """Export the active run's model as ``fmt``; ``options`` for a bioimage.io package:
-        ``name``, ``authors``, ``license_id`` (defaults where absent)."""
+    def export(self, fmt: str, out_path: Path, options: PackageOptions | None = None) -> bool:
+        """Export the active run's model as ``fmt``; ``options`` name a bioimage.io package
+        (None: the engine's defaults)."""
         active = self.active_run()
         if active is None or (self.export_worker and self.export_worker.is_running()):
             return False
@@ -223,33 +227,37 @@ class ModelController(QObject):
             from engine.errors import UserError
 
             try:  # here, in the window's thread: it reads the project (a test image, the run)
-                source = package_source(self.window.project, active.name)
+                source = package_source(self.workspace.project, active.name)
             except UserError as exc:
-                self.window.show_error("Export failed", str(exc))
+                self.feedback.error("Export failed", str(exc))
                 return False
 
         def job(emit, stop):
             if fmt == "bioimageio":
                 from engine.bioimageio import export_bioimageio
 
-                return export_bioimageio(source, out_path, **(options or {}))
+                if options is None:
+                    return export_bioimageio(source, out_path)
+                return export_bioimageio(source, out_path, name=options.name,
+                                         authors=list(options.authors),
+                                         license_id=options.license_id)
             from engine.model_export import export_model
 
             return export_model(checkpoint, fmt, out_path)
 
         worker = Worker(job, "export")
         worker.finished.connect(lambda written: self._exported(active.name, written or out_path))
-        worker.failed.connect(lambda m, log: self.window.show_error("Export failed", m,
+        worker.failed.connect(lambda m, log: self.feedback.error("Export failed", m,
                                                                      details=log or None))
         worker.done.connect(self._export_done)
-        self.window.status_message(f"Exporting {active.name} as {fmt}…")
+        self.feedback.status(f"Exporting {active.name} as {fmt}…")
         self.export_worker = worker.start()
         return True
 
     def _exported(self, run: str, path) -> None:
-        if self.window.project is not None:
-            remember_export(self.window.prefs, self.window.project, "model", Path(path))
-        self.window.status_message(f"Exported {run} to {path}.", 10_000)
+        if self.workspace.project is not None:
+            remember_export(self.prefs, self.workspace.project, "model", Path(path))
+        self.feedback.status(f"Exported {run} to {path}.", 10_000)
         self.exported.emit(path)
 
     def _export_done(self) -> None:

@@ -7,14 +7,30 @@ value is said here, next to its field, not after a minute of exporting.
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QVBoxLayout, QWidget)
+from dataclasses import asdict, dataclass
+
+from PySide6.QtWidgets import (QComboBox, QDialog, QFormLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QVBoxLayout, QWidget)
 
 from engine.errors import UserError
+from gui.dialogs import ok_cancel
+
+
+@dataclass(frozen=True)
+class PackageOptions:
+    """A bioimage.io package's name, authors and licence, checked by the engine's rules."""
+
+    name: str
+    authors: tuple[str, ...]
+    license_id: str
+
+    def as_setting(self) -> dict:
+        """As the project setting that offers them again next time (JSON)."""
+        return {**asdict(self), "authors": list(self.authors)}
 
 
 class PackageDialog(QDialog):
-    """``values()`` after ``exec()`` accepted: ``{"name", "authors", "license_id"}``."""
+    """``values()`` after ``exec()`` accepted: the :class:`PackageOptions` given."""
 
     def __init__(self, parent: QWidget | None, name: str, authors: list[str], license_id: str,
                  run: str = ""):
@@ -43,25 +59,21 @@ class PackageDialog(QDialog):
         form.addRow("Name", self.name_edit)
         form.addRow("Authors", self.authors_edit)
         form.addRow("Licence", self.license_combo)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok
-                                   | QDialogButtonBox.StandardButton.Cancel)
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Export…")
-        buttons.accepted.connect(self.accept)
-        buttons.rejected.connect(self.reject)
+        buttons = ok_cancel(self, "Export…")
         layout = QVBoxLayout(self)
         layout.addWidget(intro)
         layout.addLayout(form)
         layout.addWidget(self.error_label)
         layout.addWidget(buttons)
-        self._values: dict | None = None
+        self._values: PackageOptions | None = None
 
-    def _read(self) -> dict:
+    def _read(self) -> PackageOptions:
         from engine.bioimageio import check_authors, check_license, check_name
 
         authors = self.authors_edit.toPlainText().splitlines()
-        return {"name": check_name(self.name_edit.text()),
-                "authors": check_authors(authors),
-                "license_id": check_license(self.license_combo.currentText())}
+        return PackageOptions(name=check_name(self.name_edit.text()),
+                              authors=tuple(check_authors(authors)),
+                              license_id=check_license(self.license_combo.currentText()))
 
     def accept(self) -> None:
         try:
@@ -72,11 +84,11 @@ class PackageDialog(QDialog):
             return
         super().accept()
 
-    def values(self) -> dict | None:
+    def values(self) -> PackageOptions | None:
         return self._values
 
 
 def ask_package_options(parent, name: str, authors: list[str], license_id: str,
-                        run: str = "") -> dict | None:
+                        run: str = "") -> PackageOptions | None:
     dialog = PackageDialog(parent, name, authors, license_id, run)
     return dialog.values() if dialog.exec() == QDialog.DialogCode.Accepted else None

@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import Signal
 
 from engine.errors import UserError
 from gui.loop.prediction_panel import PredictionPanel
 from gui.loop.predictions import accept_unlabeled, pick_next, region_at
 from gui.loop.worker import Worker, training_threads, usable_cores
+from gui.workspace import Feedback, WindowPart, Workspace
 
 
 def live_prefetch() -> int:
@@ -43,16 +44,18 @@ def _predict_one(checkpoint: Path, image_path: Path):
     return job
 
 
-class PredictionController(QObject):
+class PredictionController(WindowPart):
     """Signal ``predictionShown(image_id)`` once a prediction is on the canvas (tests wait on it)."""
 
     predictionShown = Signal(int)
     availableChanged = Signal(bool)  # whether the current image has a prediction to accept
     predictAllFinished = Signal()
 
-    def __init__(self, window, panel: PredictionPanel):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, workspace: Workspace, feedback: Feedback, canvas, image_panel,
+                 panel: PredictionPanel):
+        super().__init__(workspace, feedback)
+        self.canvas = canvas
+        self.image_panel = image_panel
         self.panel = panel
         # What the canvas shows: (image id, class map, confidence 0..255), or None.
         self.shown: tuple[int, np.ndarray, np.ndarray] | None = None
@@ -72,7 +75,6 @@ class PredictionController(QObject):
         self._live_queue: list[int] = []
         self.live_worker: Worker | None = None
 
-        canvas = window.canvas
         panel.visibleToggled.connect(canvas.set_prediction_visible)
         panel.opacityChanged.connect(canvas.set_prediction_opacity)
         panel.confidenceToggled.connect(canvas.set_confidence_visible)
@@ -82,15 +84,15 @@ class PredictionController(QObject):
         panel.labelNextClicked.connect(self.label_next)
         canvas.set_prediction_opacity(panel.opacity)
         canvas.ctrlClicked.connect(self.accept_region)
-        window.currentImageChanged.connect(self.image_changed)
+        workspace.currentImageChanged.connect(self.image_changed)
 
     # -- showing -----------------------------------------------------------------------------------
 
     def image_changed(self, image_id: int | None = None) -> None:
         """Show the stored prediction of the current image; with none stored and a model
         active, predict it (the user came to this image to see what the model makes of it)."""
-        project = self.window.project
-        image_id = self.window.current_image_id() if image_id is None else image_id
+        project = self.workspace.project
+        image_id = self.workspace.current_id if image_id is None else image_id
         if self.live_path is not None and self._live_image_changed(image_id):
             return
         stored = None
@@ -99,9 +101,9 @@ class PredictionController(QObject):
         if stored is None:
             self._show(None)
             if (project is not None and image_id is not None
-                    and image_id == self.window.current_image_id()
+                    and image_id == self.workspace.current_id
                     and self.active_checkpoint is not None
-                    and self.window.document is not None):  # not an unreadable image
+                    and self.workspace.document is not None):  # not an unreadable image
                 if self.predict_current(store=not getattr(project, "readonly", False)):
                     return
             self.panel.info_label.setText("No prediction for this image yet: train a model, "
@@ -117,11 +119,11 @@ class PredictionController(QObject):
         self.shown = shown
         self.availableChanged.emit(shown is not None)
         if shown is None:
-            self.window.canvas.set_prediction(None, None)
+            self.canvas.set_prediction(None, None)
             return
         image_id, classmap, confidence = shown
-        self.window.canvas.set_prediction(classmap, confidence)
-        self.window.canvas.set_prediction_visible(self.panel.show_check.isChecked())
+        self.canvas.set_prediction(classmap, confidence)
+        self.canvas.set_prediction_visible(self.panel.show_check.isChecked())
         self.predictionShown.emit(image_id)
 
     def toggle_visible(self) -> None:
@@ -138,7 +140,7 @@ class PredictionController(QObject):
         """Predict the current image in a worker; the result is shown, and stored when ``store``.
 
         A request while one runs replaces any waiting one: only the newest model matters."""
-        project, image_id = self.window.project, self.window.current_image_id()
+        project, image_id = self.workspace.project, self.workspace.current_id
         if checkpoint is None and self.active_checkpoint is not None:
             run, checkpoint = self.active_checkpoint
         if project is None or image_id is None or checkpoint is None:
@@ -158,24 +160,24 @@ class PredictionController(QObject):
     def _predicted_one(self, image_id: int, run: str | None, prediction, store: bool) -> None:
         if prediction is None:
             return
-        project = self.window.project
+        project = self.workspace.project
         confidence = prediction.confidence_u8()
         if store and project is not None and run is not None:
             try:
                 project.write_prediction(image_id, prediction.classmap, confidence, run,
                                          float(prediction.uncertainty))
             except UserError as exc:  # the image was removed meanwhile, or the disk is full
-                self.window.status_message(f"Prediction not stored: {exc}", 10_000)
+                self.feedback.status(f"Prediction not stored: {exc}", 10_000)
                 return
-            self.window.image_panel.refresh([image_id])
-        if image_id == self.window.current_image_id():
+            self.image_panel.refresh([image_id])
+        if image_id == self.workspace.current_id:
             self._show((image_id, prediction.classmap, confidence))
             self.panel.info_label.setText(f"Prediction of {run or 'the model being trained'}, "
                                           f"uncertainty {prediction.uncertainty:.3f}.")
 
     def _one_failed(self, message: str, log: str) -> None:
         self.panel.info_label.setText("The prediction failed.")
-        self.window.show_error("Prediction failed", message, details=log or None)
+        self.feedback.error("Prediction failed", message, details=log or None)
 
     def _one_done(self) -> None:
         self.one_worker = None
@@ -203,14 +205,14 @@ class PredictionController(QObject):
         """A better model: predict the current image with it, then the next ones."""
         self.live_path, self.live_step = Path(path), int(step)
         self.live_gen += 1
-        current = self.window.current_image_id()
+        current = self.workspace.current_id
         if current is not None:
             self._queue_live(current, ahead=True)
 
     def _queue_live(self, image_id: int, ahead: bool) -> None:
         wanted = [image_id]
         if ahead:
-            panel, neighbour = self.window.image_panel, image_id
+            panel, neighbour = self.image_panel, image_id
             for _ in range(live_prefetch()):
                 neighbour = panel.neighbour(neighbour, 1)
                 if neighbour is None or neighbour in wanted:
@@ -226,7 +228,7 @@ class PredictionController(QObject):
 
     def _live_image_changed(self, image_id: int | None) -> bool:
         """Show the live model's prediction of the new image; True when handled."""
-        if image_id is None or self.window.project is None or self.window.document is None:
+        if image_id is None or self.workspace.project is None or self.workspace.document is None:
             return False
         cached = self.live_cache.get(image_id)
         if cached is not None:
@@ -252,7 +254,7 @@ class PredictionController(QObject):
             self._live_queue.pop(0)
         if not self._live_queue:
             return
-        project = self.window.project
+        project = self.workspace.project
         image_id = self._live_queue.pop(0)
         try:
             image_path = project.image_path(image_id)
@@ -274,13 +276,13 @@ class PredictionController(QObject):
             return
         cached = (gen, step, prediction.classmap, prediction.confidence_u8())
         self.live_cache[image_id] = cached
-        if image_id == self.window.current_image_id():
+        if image_id == self.workspace.current_id:
             self._show_live(image_id, cached)
 
     def _live_failed(self, message: str, log: str) -> None:
         # The kept checkpoint is replaced while training runs; one failed look is retried with
         # the next kept model, and says so without a dialog in the middle of labeling.
-        self.window.status_message(f"Live prediction failed: {message}", 8000)
+        self.feedback.status(f"Live prediction failed: {message}", 8000)
 
     def _live_done(self) -> None:
         self.live_worker = None
@@ -289,15 +291,15 @@ class PredictionController(QObject):
     # -- every image ---------------------------------------------------------------------------------
 
     def predict_all(self) -> bool:
-        project = self.window.project
+        project = self.workspace.project
         if project is None or (self.all_worker is not None and self.all_worker.is_running()):
             return False
         if getattr(project, "readonly", False):
-            self.window.show_error("Cannot predict", "This project is open read-only (another "
+            self.feedback.error("Cannot predict", "This project is open read-only (another "
                                    "Maskloop has it open); predictions could not be stored.")
             return False
         if self.active_checkpoint is None:
-            self.window.show_error("No model yet", "Train a model first (Ctrl+T), or choose one "
+            self.feedback.error("No model yet", "Train a model first (Ctrl+T), or choose one "
                                    "in the Models panel; then Predict all.")
             return False
         run, _ = self.active_checkpoint
@@ -317,7 +319,7 @@ class PredictionController(QObject):
         worker.failed.connect(self._all_failed)
         worker.done.connect(self._all_done_)
         self.panel.set_predicting(True, len(ids))
-        self.window.status_message(f"Predicting {len(ids)} image(s) with {run}…")
+        self.feedback.status(f"Predicting {len(ids)} image(s) with {run}…")
         self.all_worker = worker.start()
         return True
 
@@ -336,14 +338,14 @@ class PredictionController(QObject):
         self.panel.set_progress(self._all_done, int(total))
         image_id = getattr(event, "image_id", None)
         if getattr(event, "error", None):
-            self.window.status_message(f"Not predicted: {event.error}", 8000)
+            self.feedback.status(f"Not predicted: {event.error}", 8000)
         elif image_id is not None:
-            self.window.image_panel.refresh([image_id])
-            if image_id == self.window.current_image_id():
+            self.image_panel.refresh([image_id])
+            if image_id == self.workspace.current_id:
                 self.image_changed(image_id)
 
     def _all_finished(self, result) -> None:
-        self.window.image_panel.refresh()
+        self.image_panel.refresh()
         self.image_changed()
         failed = len(getattr(result, "failed", {}) or {})
         not_read = f" {failed} image(s) could not be read." if failed else ""
@@ -352,11 +354,11 @@ class PredictionController(QObject):
         else:
             text = (f"Predicted {self._all_total - failed} image(s).{not_read} "
                     "Label next (N) goes to the least certain one.")
-        self.window.status_message(text, 10_000)
+        self.feedback.status(text, 10_000)
 
     def _all_failed(self, message: str, log: str) -> None:
-        self.window.image_panel.refresh()
-        self.window.show_error("Prediction failed", message, details=log or None)
+        self.image_panel.refresh()
+        self.feedback.error("Prediction failed", message, details=log or None)
 
     def _all_done_(self) -> None:
         self.all_worker = None
@@ -366,15 +368,15 @@ class PredictionController(QObject):
     # -- accepting ---------------------------------------------------------------------------------
 
     def _current_prediction(self):
-        doc, image_id = self.window.document, self.window.current_image_id()
+        doc, image_id = self.workspace.document, self.workspace.current_id
         if doc is None or self.shown is None or self.shown[0] != image_id:
-            self.window.status_message("No prediction to accept on this image.")
+            self.feedback.status("No prediction to accept on this image.")
             return None
-        if self.window.project is not None and getattr(self.window.project, "readonly", False):
-            self.window.status_message("The project is read-only.")
+        if self.workspace.project is not None and getattr(self.workspace.project, "readonly", False):
+            self.feedback.status("The project is read-only.")
             return None
         if self.shown[1].shape != doc.labels.shape:
-            self.window.status_message("The prediction does not match this image's size; "
+            self.feedback.status("The prediction does not match this image's size; "
                                        "predict it again.")
             return None
         return doc, self.shown[1]
@@ -385,14 +387,14 @@ class PredictionController(QObject):
         if found is None:
             return 0
         doc, classmap = found
-        where = accept_unlabeled(doc.labels, classmap, len(self.window.project.classes))
+        where = accept_unlabeled(doc.labels, classmap, len(self.workspace.project.classes))
         count = int(where.sum())
         if not count:
-            self.window.status_message("Nothing to accept: every pixel is already labeled.")
+            self.feedback.status("Nothing to accept: every pixel is already labeled.")
             return 0
         doc.apply_values(where, classmap)
-        self.window.flush_labels()
-        self.window.status_message(f"Accepted the prediction into {count:,} unlabeled pixels "
+        self.workspace.flush_labels()
+        self.feedback.status(f"Accepted the prediction into {count:,} unlabeled pixels "
                                    "(Ctrl+Z undoes).")
         return count
 
@@ -403,27 +405,27 @@ class PredictionController(QObject):
             return 0
         doc, classmap = found
         region = region_at(classmap, x, y)
-        if region is None or classmap[y, x] >= len(self.window.project.classes):
+        if region is None or classmap[y, x] >= len(self.workspace.project.classes):
             return 0
         value = int(classmap[y, x])
         count = int(region.sum())
         doc.apply_values(region, value)
-        self.window.flush_labels()
-        name = self.window.project.classes[value].name
-        self.window.status_message(f"Accepted a {name} region of {count:,} pixels (Ctrl+Z undoes).")
+        self.workspace.flush_labels()
+        name = self.workspace.project.classes[value].name
+        self.feedback.status(f"Accepted a {name} region of {count:,} pixels (Ctrl+Z undoes).")
         return count
 
     # -- what next ---------------------------------------------------------------------------------
 
     def label_next(self) -> int | None:
         """N: go to the not-done image the model is least sure of."""
-        project = self.window.project
+        project = self.workspace.project
         if project is None:
             return None
-        image_id, reason = pick_next(project.images(), self.window.current_image_id())
+        image_id, reason = pick_next(project.images(), self.workspace.current_id)
         if image_id is not None:
-            self.window.go_to_image(image_id)
-        self.window.status_message(reason, 8000)
+            self.workspace.go_to_image(image_id)
+        self.feedback.status(reason, 8000)
         return image_id
 
     def shutdown(self, msecs: int = 15_000) -> None:

@@ -18,16 +18,18 @@ import os
 import sys
 import time
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
 from engine.training.events import (CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice,
                                     StepDone, TrainFailed, TrainStarted)
+from gui.jobs import JobRunner
 from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
+from gui.workspace import Feedback, WindowPart, Workspace
 
 if TYPE_CHECKING:
     from engine.project import RunRecord
@@ -72,7 +74,7 @@ def probe_devices(emit, stop) -> dict:
     return {"devices": list_devices(), "models": available_models()}
 
 
-class TrainingController(QObject):
+class TrainingController(WindowPart):
     """Signals: ``runningChanged(bool)``; ``trainingFinished(result)`` with the engine's
     ``TrainResult`` (also when stopped: the last checkpoint is kept); ``checkpointSaved(path)``
     for each new checkpoint while training; ``modelKept(path, step)`` each time live training
@@ -83,9 +85,10 @@ class TrainingController(QObject):
     checkpointSaved = Signal(object)
     modelKept = Signal(object, int)
 
-    def __init__(self, window, panel: TrainingPanel):
-        super().__init__(window)
-        self.window = window
+    def __init__(self, workspace: Workspace, feedback: Feedback, jobs: JobRunner,
+                 panel: TrainingPanel):
+        super().__init__(workspace, feedback)
+        self.jobs = jobs
         self.panel = panel
         self.worker: Worker | None = None
         self._probe: Worker | None = None
@@ -104,7 +107,6 @@ class TrainingController(QObject):
         panel.stopClicked.connect(self.stop)
         panel.liveClicked.connect(self.toggle_live)
         panel.advancedOpened.connect(self.probe)
-        window.close_guards.append(self.confirm_close)
 
     # -- state -----------------------------------------------------------------------------------
 
@@ -196,23 +198,23 @@ class TrainingController(QObject):
             if self.live:
                 self.stop()
             else:
-                self.window.status_message("A training is running: stop it first (Ctrl+T), "
+                self.feedback.status("A training is running: stop it first (Ctrl+T), "
                                            "then train live.", 8000)
         else:
             self.start(live=True)
 
     def _config(self, overrides: dict[str, Any] | None) -> dict[str, Any] | None:
         """The TrainConfig keywords of a training about to start, or None (the user was told)."""
-        project = self.window.project
-        if self.is_running() or project is None or self.window.jobs.refuse("Training"):
+        project = self.workspace.project
+        if self.is_running() or project is None or self.jobs.refuse("Training"):
             return None
         if getattr(project, "readonly", False):
-            self.window.show_error("Cannot train", "This project is open read-only (another "
+            self.feedback.error("Cannot train", "This project is open read-only (another "
                                    "Maskloop has it open); training would write a model into it.")
             return None
         # The engine reads the label files: they must be current.
-        if self.window.flush_labels() is False:
-            self.window.show_error("Cannot train", "Some labels could not be saved, so training "
+        if self.workspace.flush_labels() is False:
+            self.feedback.error("Cannot train", "Some labels could not be saved, so training "
                                    "would not see them. Fix the cause shown before, then train.")
             return None
         settings = self.panel.settings()
@@ -226,7 +228,7 @@ class TrainingController(QObject):
         config = self._config(overrides)
         if config is None:
             return False
-        project = self.window.project
+        project = self.workspace.project
         self._overrides = dict(overrides or {})
         if live:
             # Until stopped: the budget fields are for the Train button.
@@ -238,7 +240,7 @@ class TrainingController(QObject):
             # exception in the worker after the panel has switched to "running".
             train_config = TrainConfig.from_dict(config, strict=True)
         except UserError as exc:
-            self.window.show_error("Cannot train", str(exc))
+            self.feedback.error("Cannot train", str(exc))
             return False
         if live:
             def job(emit, stop):
@@ -263,7 +265,7 @@ class TrainingController(QObject):
                                 "images": 0, "labels_at": None}
             self.panel.status_label.setText("Live: loading the model… paint on: every saved "
                                             "stroke joins the training.")
-            session = getattr(self.window, "session", None)
+            session = self.workspace.session
             if session is not None:
                 self._saved_debounce = session.debounce_ms
                 session.debounce_ms = min(session.debounce_ms, LIVE_AUTOSAVE_MS)
@@ -299,7 +301,7 @@ class TrainingController(QObject):
     def ask_stop_and_quit(self) -> bool:
         from gui import dialogs  # looked up at call time: tests answer for the user
 
-        return dialogs.confirm(self.window, "Training is running",
+        return dialogs.confirm(self.feedback.parent, "Training is running",
                                "Training is running. Stop it and quit?\n\n"
                                "The last checkpoint is kept.")
 
@@ -347,7 +349,7 @@ class TrainingController(QObject):
 
     def _on_LabelsUpdated(self, e) -> None:  # noqa: N802
         self._live_state.update(images=e.images, labels_at=time.monotonic())
-        names = self.window.project.classes if self.window.project is not None else []
+        names = self.workspace.project.classes if self.workspace.project is not None else []
         classes = ", ".join(names[c].name for c in e.classes if c < len(names))
         self.panel.show_epoch_line(f"Labels read: {e.images} image(s), {e.train_pixels:,} "
                                    f"training and {e.val_pixels:,} validation pixels"
@@ -396,7 +398,7 @@ class TrainingController(QObject):
 
     def _on_Notice(self, e) -> None:  # noqa: N802
         self.panel.show_epoch_line(e.text)
-        self.window.status_message(e.text, 10_000)
+        self.feedback.status(e.text, 10_000)
 
     def _on_TrainFailed(self, e) -> None:  # noqa: N802
         self.panel.show_epoch_line(f"Failed: {e.message}")
@@ -422,8 +424,8 @@ class TrainingController(QObject):
             text = f"Done in {took}: {what}{score}."
         self.panel.show_done(text)
         self.panel.show_epoch_line(text)
-        self.window.status_message(text, 10_000)
-        self._offer_last_runs(self.window.project)
+        self.feedback.status(text, 10_000)
+        self._offer_last_runs(self.workspace.project)
         self.trainingFinished.emit(result)
 
     def _on_failed(self, message: str, log: str) -> None:
@@ -433,11 +435,11 @@ class TrainingController(QObject):
         if isinstance(error, WeightsUnavailableError):
             self._weights_missing(message)
         elif is_out_of_memory(message):
-            self.window.show_error("Out of memory", OOM_ADVICE, details=message + ("\n\n" + log if log else ""))
+            self.feedback.error("Out of memory", OOM_ADVICE, details=message + ("\n\n" + log if log else ""))
         elif isinstance(error, UserError):
-            self.window.show_error("Cannot train", message)
+            self.feedback.error("Cannot train", message)
         else:
-            self.window.show_error(
+            self.feedback.error(
                 "Training failed",
                 f"Training stopped with an error: {message}\n\nYour labels and the project are "
                 f"unchanged; earlier models are kept.", details=log or message)
@@ -446,7 +448,7 @@ class TrainingController(QObject):
         self._stopping = False
         if self.live:
             self._live_timer.stop()
-            session = getattr(self.window, "session", None)
+            session = self.workspace.session
             if session is not None and self._saved_debounce is not None:
                 session.debounce_ms = self._saved_debounce
             self._saved_debounce = None
@@ -477,7 +479,7 @@ class TrainingController(QObject):
 
     def ask_weights_choice(self, message: str) -> tuple[str, Path | None] | None:
         """Ask what to do without ImageNet weights: ("scratch", None), ("file", path) or None."""
-        box = QMessageBox(self.window)
+        box = QMessageBox(self.feedback.parent)
         box.setIcon(QMessageBox.Icon.Warning)
         box.setWindowTitle("Pretrained weights unavailable")
         box.setText("The pretrained (ImageNet) weights are not on this computer and could not "
@@ -492,7 +494,7 @@ class TrainingController(QObject):
         if box.clickedButton() is scratch:
             return "scratch", None
         if box.clickedButton() is pick:
-            path, _ = QFileDialog.getOpenFileName(self.window, "Weights file", "",
+            path, _ = QFileDialog.getOpenFileName(self.feedback.parent, "Weights file", "",
                                                   "Weights (*.pth *.pt *.bin);;All files (*)")
             return ("file", Path(path)) if path else None
         return None

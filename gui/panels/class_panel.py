@@ -4,7 +4,7 @@ recolour, reorder and delete classes.
 Reordering and deleting renumber every label file of the project: they run as jobs of the
 window's :class:`gui.jobs.JobRunner`, which saves every label first and shows its progress
 window meanwhile (so nothing is painted under the renumbering); at the end, whatever the
-outcome, ``classesChanged(True)`` has the window read the labels back from disk.
+outcome, ``Workspace.classes_changed(True)`` has the window read the labels back from disk.
 """
 
 from __future__ import annotations
@@ -48,14 +48,13 @@ def class_item_text(c) -> str:
 
 
 class ClassPanel(QWidget):
-    classesChanged = Signal(bool)  # True when label values were renumbered on disk
     errorOccurred = Signal(str, str)  # title, text
 
-    def __init__(self, context, jobs: JobRunner, parent: QWidget | None = None) -> None:
+    def __init__(self, workspace, context, jobs: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.workspace = workspace
         self.context = context
         self.jobs = jobs
-        self.project = None
         self.list = QListWidget()
         self.list.setIconSize(QSize(16, 16))
         self.list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -86,11 +85,14 @@ class ClassPanel(QWidget):
         self.list.currentRowChanged.connect(self._row_changed)
         self.list.itemDoubleClicked.connect(lambda _: self.rename_class())
         context.classChanged.connect(self._select_row)
+        workspace.projectChanged.connect(lambda _project: self.reload())
+        workspace.labelsReloaded.connect(self.reload)
+
+    @property
+    def project(self):
+        return self.workspace.project
 
     # ---------------------------------------------------------------- state
-    def set_project(self, project) -> None:
-        self.project = project
-        self.reload()
 
     def classes(self):
         return [] if self.project is None else self.project.classes
@@ -148,7 +150,7 @@ class ClassPanel(QWidget):
             self.errorOccurred.emit(title, str(exc))
             return False
         self.reload()
-        self.classesChanged.emit(False)
+        self.workspace.classes_changed(False)
         return True
 
     def _renumber(self, what: str, title: str, edit, after=None) -> bool:
@@ -167,7 +169,7 @@ class ClassPanel(QWidget):
             self.reload()
             # Even after a failure or Cancel: the window drops its documents (saved before the
             # job) and reads every label from disk, as it is now.
-            self.classesChanged.emit(True)
+            self.workspace.classes_changed(True)
             if outcome == "finished" and after is not None:
                 after()
 

@@ -278,9 +278,9 @@ class ImagePanel(QWidget):
 
     imageActivated = Signal(int)
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, workspace, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.project = None
+        self.workspace = workspace
         self.model = ImageListModel(self)
         self.proxy = ImageFilterProxy(self)
         self.proxy.setSourceModel(self.model)
@@ -324,10 +324,20 @@ class ImagePanel(QWidget):
             lambda: self.set_sort(self.sort_combo.currentData()))
         self.view.selectionModel().currentChanged.connect(self._current_changed)
         self._emitting = True
+        workspace.projectChanged.connect(self._project_changed)
+        workspace.thumbnailReady.connect(self.set_thumbnail)
+        workspace.thumbnailFailed.connect(self.set_error)
+        workspace.imagesChanged.connect(self.refresh)
+        for whole in (workspace.imagesAdded, workspace.imageRemoved, workspace.labelsReloaded):
+            whole.connect(lambda *_: self.refresh())
+        workspace.set_order(self)
+
+    @property
+    def project(self):
+        return self.workspace.project
 
     # ------------------------------------------------------------------ API
-    def set_project(self, project) -> None:
-        self.project = project
+    def _project_changed(self, project) -> None:
         self.proxy.set_pinned(None)
         self.model.thumbs.clear()
         self.model.errors.clear()

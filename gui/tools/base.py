@@ -7,13 +7,13 @@ in image coordinates (scene units, pixel (x, y) spanning [x, x+1)). Tools edit t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
+import numpy as np
 from PySide6.QtCore import QObject, QPointF, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 
-if TYPE_CHECKING:
-    from gui.canvas.view import Canvas
+from engine.mask_document import MaskDocument
 
 MIN_BRUSH, MAX_BRUSH = 1.0, 1000.0
 
@@ -72,6 +72,27 @@ class ToolContext(QObject):
             self.toleranceChanged.emit(value)
 
 
+class ToolHost(Protocol):
+    """What a tool may use of the canvas that hosts it (:class:`gui.canvas.view.Canvas` is
+    one); tools import no canvas, so the canvas may import every tool."""
+
+    context: ToolContext
+    preview: Any  # the outline of the polygon or box being drawn (set_polygon, set_box, clear)
+    proposal: Any  # a GrabCut proposal waiting for Enter (set_proposal)
+    pendingChanged: Any  # Signal(bool): something waits for Enter or Esc
+
+    @property
+    def document(self) -> MaskDocument | None: ...
+
+    def fill_source(self) -> np.ndarray | None: ...
+
+    def display_crop(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray | None: ...
+
+    def class_color(self, index: int) -> tuple[int, int, int]: ...
+
+    def status_message(self, text: str) -> None: ...
+
+
 class Tool:
     """Base tool: ignores everything. Positions are image coordinates (QPointF)."""
 
@@ -81,7 +102,7 @@ class Tool:
     shows_brush = False
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, canvas: Canvas) -> None:
+    def __init__(self, canvas: ToolHost) -> None:
         self.canvas = canvas
 
     @property

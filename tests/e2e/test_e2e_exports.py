@@ -68,7 +68,7 @@ def test_the_unlabeled_option_names_the_actual_class_0(qtbot, window, asked):
     window.project_actions.export_masks_dialog()
     assert asked[-1][1] == "cytoplasm"
 
-    from gui.dialogs import ExportMasksDialog
+    from gui.dialogs import ExportMasksDialog, ExportRequest
 
     dialog = ExportMasksDialog(None, "/data/out", "membrane")
     qtbot.addWidget(dialog)
@@ -76,11 +76,11 @@ def test_the_unlabeled_option_names_the_actual_class_0(qtbot, window, asked):
     for fmt, enabled in (("png", False), ("color", False), ("coco", True), ("labelme", True)):
         dialog.fmt.setCurrentIndex(dialog.fmt.findData(fmt))
         assert dialog.semantic.isEnabled() == enabled
-    assert dialog.request()["regions"] == "instances"
+    assert dialog.request().regions == "instances"
     dialog.semantic.setChecked(True)
-    assert dialog.request() == {"fmt": "labelme", "out_dir": Path("/data/out"),
-                                "unlabeled_as": "unlabeled", "include_unlabeled": False,
-                                "overwrite": False, "regions": "semantic"}
+    assert dialog.request() == ExportRequest(fmt="labelme", out_dir=Path("/data/out"),
+                                             unlabeled_as="unlabeled", include_unlabeled=False,
+                                             overwrite=False, regions="semantic")
 
 
 def test_coco_from_the_window_is_one_object_per_region_or_per_class(qtbot, window, tmp_path):

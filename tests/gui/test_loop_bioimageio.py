@@ -33,7 +33,7 @@ def plain_trained(tmp_path_factory, sample_template) -> Path:
 
 
 def test_package_dialog_checks_its_fields(qtbot):
-    from gui.loop.package_dialog import PackageDialog
+    from gui.loop.package_dialog import PackageDialog, PackageOptions
 
     dialog = PackageDialog(None, "abc", ["Ada Lovelace"], "MIT", run="run-1")
     qtbot.addWidget(dialog)
@@ -46,8 +46,9 @@ def test_package_dialog_checks_its_fields(qtbot):
     dialog.license_combo.setEditText("CC0-1.0")
     dialog.authors_edit.setPlainText("Ada Lovelace\n\n  Alan   Turing ")
     dialog.accept()
-    assert dialog.values() == {"name": "Cells in phase contrast (v2)",
-                               "authors": ["Ada Lovelace", "Alan Turing"], "license_id": "CC0-1.0"}
+    assert dialog.values() == PackageOptions(name="Cells in phase contrast (v2)",
+                                             authors=("Ada Lovelace", "Alan Turing"),
+                                             license_id="CC0-1.0")
 
 
 def test_export_menu_writes_a_package_maskloop_reads_back(qtbot, tmp_path, dialogs, monkeypatch,
@@ -65,7 +66,8 @@ def test_export_menu_writes_a_package_maskloop_reads_back(qtbot, tmp_path, dialo
 
     def answer(parent, name, authors, license_id, run=""):
         asked.append((name, authors, license_id, run))
-        return {"name": "Window export test", "authors": ["Grace Hopper"], "license_id": "CC0-1.0"}
+        return package_dialog.PackageOptions(name="Window export test", authors=("Grace Hopper",),
+                                             license_id="CC0-1.0")
 
     monkeypatch.setattr(package_dialog, "ask_package_options", answer)
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(out), "")))
