@@ -1,9 +1,12 @@
-"""How good a run's model is on the project's labels (the ``eval`` command and the window's
-Compare): on the validation pixels, the held-out squares no run trains on."""
+"""Which pixels a run's model is scored on (the ``eval`` command, :mod:`engine.evaluation`, and
+the window's Compare): the validation pixels, the held-out squares no run trains on.
+
+Labels only: predicting them is :mod:`engine.evaluation`'s, above both training and inference.
+"""
 
 from __future__ import annotations
 
-from engine.errors import UserError
+from engine.training.holdout import FRACTION, image_key, validation_mask
 
 
 def evaluation_images(project, run) -> tuple[list[int], str]:
@@ -13,8 +16,6 @@ def evaluation_images(project, run) -> tuple[list[int], str]:
     every run, so they give the honest figure; a run trained without validation
     (``--val-fraction 0``) can only be scored on what it learned from ("labeled").
     """
-    from engine.training.holdout import image_key, validation_mask
-
     share = _share(run)
     labeled = project.labeled_images()
     if share > 0:
@@ -34,8 +35,6 @@ def validation_labels(project, run) -> tuple[list[tuple[int, "object"]], str]:
     pixel outside the held-out squares unlabeled (``kind`` "validation"), or all labels where
     the run trained without validation ("labeled"). ``eval`` and the window's Compare both
     score these pixels."""
-    from engine.training.holdout import image_key, validation_mask
-
     ids, kind = evaluation_images(project, run)
     share = _share(run)
     names = {r.id: r.name for r in project.images()}
@@ -50,41 +49,5 @@ def validation_labels(project, run) -> tuple[list[tuple[int, "object"]], str]:
 
 
 def _share(run) -> float:
-    from engine.training.holdout import FRACTION
-
     value = run.config.get("val_fraction")
     return FRACTION if value is None else float(value)
-
-
-def evaluate_run(project, run: str | None = None, device="auto", callback=None) -> dict:
-    """Per-class IoU and Dice, mean IoU and pixel accuracy of run ``run`` (default: the last
-    usable one); unlabeled pixels count nowhere. ``callback(done, total)`` after each image."""
-    from engine.checkpoint import load_checkpoint
-    from engine.inference import Predictor
-    from engine.metrics import confusion_matrix, metrics_from_confusion
-
-    record = project.last_run() if run is None else project.run(run)
-    if record is None:
-        raise UserError("no trained model yet: run `train` first", project.path)
-    if record.checkpoint is None or not record.checkpoint.is_file():
-        raise UserError(f"run {record.name} has no checkpoint (status {record.status})", project.path)
-    ids, kind = evaluation_images(project, record)
-    if not ids:
-        raise UserError("no labeled images to evaluate on: label some pixels first", project.path)
-    ckpt = load_checkpoint(record.checkpoint)
-    predictor = Predictor.from_checkpoint(ckpt, device=device)
-    k = ckpt.num_classes
-    cm = None
-    labels, kind = validation_labels(project, record)  # only the held-out squares count
-    pixels = 0
-    for n, (image_id, label) in enumerate(labels, 1):
-        pixels += int((label != 255).sum())
-        prediction = predictor.predict(project.read_image(image_id))
-        part = confusion_matrix(prediction.classmap, label, k)
-        cm = part if cm is None else cm + part
-        if callback:
-            callback(n, len(ids))
-    metrics = metrics_from_confusion(cm, ckpt.class_names)
-    return {"run": record.name, "model": record.model, "checkpoint": str(record.checkpoint),
-            "images": kind, "image_ids": ids, "num_images": len(ids), "pixels": pixels,
-            "confusion": cm.tolist(), **metrics}

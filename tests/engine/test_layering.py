@@ -55,3 +55,18 @@ def test_no_window_module_imports_torch():
                  for path in sorted(gui.rglob("*.py")) if path.name != "selftest.py"
                  for line, name in imported(path) if name.split(".")[0] in ("torch", "torchvision")]
     assert not offenders, "\n".join(offenders)
+
+
+def test_training_and_prediction_do_not_reach_into_each_other():
+    """Issue 12: engine.evaluation sits above both; training imports neither prediction nor
+    evaluation, and prediction and checkpoints take devices from engine.devices, not from
+    training."""
+    def offenders(paths, banned):
+        return [f"{path.relative_to(ENGINE.parent)}:{line} imports {name}"
+                for path in paths for line, name in imported(path)
+                if any(name == b or name.startswith(b + ".") for b in banned)]
+
+    training = sorted((ENGINE / "training").rglob("*.py"))
+    assert not offenders(training, ("engine.inference", "engine.evaluation"))
+    lower = [ENGINE / "inference.py", ENGINE / "checkpoint.py", ENGINE / "devices.py"]
+    assert not offenders(lower, ("engine.training", "engine.evaluation"))

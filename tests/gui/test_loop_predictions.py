@@ -140,7 +140,7 @@ def test_compare_shows_per_class_iou_of_runs_side_by_side(qtbot, tmp_path, dialo
         assert table.item(table.rowCount() - 1, col).text() == f"{mean:.3f}"
         assert 0.0 <= mean <= 1.0
     # The same pixels as `eval`: the labels in the held-out squares, and the note says so.
-    from engine.training.evaluation import evaluate_run
+    from engine.evaluation import evaluate_run
 
     for run in runs:
         assert abs(results[run]["mean_iou"] - evaluate_run(project, run)["mean_iou"]) < 1e-9
