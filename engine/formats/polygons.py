@@ -6,7 +6,8 @@ through the region's own boundary pixels, and filling them (edges included) give
 back. A hole's contour as OpenCV reports it also runs through the region's pixels (those around
 the hole), so erasing it would eat a ring of the region; instead each hole is written as the
 outline of the hole's own pixels, which erasing removes exactly. Drawn back with
-:func:`fill_group` a mask comes out identical or within a pixel or two at diagonal pinches.
+:func:`fill_polygons` (the outer polygons filled, then the holes erased) a mask comes out
+identical or within a pixel or two at diagonal pinches.
 """
 
 from __future__ import annotations
@@ -100,17 +101,3 @@ def fill_circle(canvas: np.ndarray, center, through, value: int, offset=(0, 0)) 
         cv2.LINE_8,
         _SHIFT,
     )
-
-
-def fill_group(labels: np.ndarray, group: PolygonGroup, value: int) -> None:
-    """Paint ``value`` inside the group's outer polygon and outside its holes."""
-    height, width = labels.shape
-    x0, y0 = (max(int(v), 0) for v in np.floor(group.outer.min(axis=0)))
-    x1, y1 = np.ceil(group.outer.max(axis=0))
-    x1, y1 = min(int(x1), width - 1), min(int(y1), height - 1)
-    if x1 < x0 or y1 < y0:
-        return
-    scratch = np.zeros((y1 - y0 + 1, x1 - x0 + 1), np.uint8)
-    fill_polygons(scratch, [group.outer], 1, (x0, y0))
-    fill_polygons(scratch, group.holes, 0, (x0, y0))
-    labels[y0 : y1 + 1, x0 : x1 + 1][scratch.astype(bool)] = value
