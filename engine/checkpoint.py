@@ -306,31 +306,37 @@ def _is_tensor(value) -> bool:
     return isinstance(value, torch.Tensor)
 
 
+def load_data(file: Path, path: Path, refused: str, unreadable: str) -> Any:
+    """``torch.load`` of ``file`` with ``weights_only=True``: ``UserError(refused)`` naming
+    ``path`` for a pickle that holds more than data, ``unreadable`` (with the error's kind) for
+    anything else that does not load."""
+    import torch
+
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refuses every global that is not plain data: this is where a pickle
+        # carrying code ends, without anything of it having run.
+        raise UserError(refused, path) from None
+    except Exception as exc:
+        raise UserError(f"{unreadable} ({type(exc).__name__})", path) from None
+
+
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Read and check a checkpoint, or the checkpoint inside a bioimage.io model package that
     Maskloop exported (``engine.bioimageio``); any problem is a UserError naming the file."""
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise UserError("checkpoint file not found", path)
     from engine.bioimageio import is_package, read_package_checkpoint
 
-    try:
-        if is_package(path):  # a bioimage.io model package Maskloop exported: its checkpoint
-            data = read_package_checkpoint(path)
-        else:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except UserError:
-        raise
-    except pickle.UnpicklingError:
-        # weights_only refuses every global that is not plain data: this is where a pickle
-        # carrying code ends, without anything of it having run.
-        raise UserError("refused: the file holds Python objects other than data (not a Maskloop "
-                        "checkpoint, and possibly unsafe)", path) from None
-    except Exception as exc:
-        raise UserError(f"not a readable checkpoint: the file is corrupt, truncated or of "
-                        f"another kind ({type(exc).__name__})", path) from None
+    if is_package(path):  # a bioimage.io model package Maskloop exported: its checkpoint
+        data = read_package_checkpoint(path)
+    else:
+        data = load_data(path, path, "refused: the file holds Python objects other than data "
+                         "(not a Maskloop checkpoint, and possibly unsafe)",
+                         "not a readable checkpoint: the file is corrupt, truncated or of "
+                         "another kind")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError("not a Maskloop checkpoint (no maskloop-checkpoint format marker)", path)
     version = data.get("format_version")

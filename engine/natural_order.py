@@ -11,7 +11,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 _DIGITS = re.compile(r"\d+")
 # Wider than any number in a file name (a 20-digit timestamp still fits).
@@ -50,3 +50,16 @@ def is_regular_file(path: Path) -> bool:
         return stat.S_ISREG(os.stat(path).st_mode)
     except (OSError, ValueError):
         return False
+
+
+def unique_paths(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` in their order, each file once: a file named twice, or through a link or a
+    relative path, is the same file (its resolved path)."""
+    seen: set[Path] = set()
+    out = []
+    for path in paths:
+        key = path.resolve()
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out

@@ -14,6 +14,7 @@ from engine.bioimageio.constants import (
     MAX_CHECKPOINT_BYTES,
     RDF_NAME,
 )
+from engine.checkpoint import load_data
 from engine.errors import UserError
 
 
@@ -26,8 +27,8 @@ def is_package(path: str | os.PathLike) -> bool:
             return False
         with zipfile.ZipFile(path) as zf:
             names = set(zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
+    except (OSError, zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, zlib.error):
+        return False  # a damaged zip is no package; reading it as a checkpoint says what it is
     return RDF_NAME in names or "bioimageio.yaml" in names or CHECKPOINT_NAME in names
 
 
@@ -36,10 +37,6 @@ def read_package_checkpoint(path: str | os.PathLike, limit: int = MAX_CHECKPOINT
     it (``weights_only=True``). The zip is untrusted: only the one member of our fixed name is
     read, never a path taken from the zip, in chunks with ``limit`` on its real (not declared)
     size, into a temporary folder that is removed afterwards."""
-    import pickle
-
-    import torch
-
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as zf:
@@ -65,14 +62,9 @@ def read_package_checkpoint(path: str | os.PathLike, limit: int = MAX_CHECKPOINT
                             raise UserError(f"the package's checkpoint unpacks to more than "
                                             f"{limit >> 20} MiB; refused", path)
                         dst.write(chunk)
-                try:
-                    return torch.load(target, map_location="cpu", weights_only=True)
-                except pickle.UnpicklingError:
-                    raise UserError("refused: the package's checkpoint holds Python objects "
-                                    "other than data (possibly unsafe)", path) from None
-                except Exception as exc:
-                    raise UserError(f"the package's checkpoint is not readable "
-                                    f"({type(exc).__name__})", path) from None
+                return load_data(target, path, "refused: the package's checkpoint holds "
+                                 "Python objects other than data (possibly unsafe)",
+                                 "the package's checkpoint is not readable")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, OSError,
             RuntimeError) as exc:
         raise UserError(f"not a readable model package: the zip is damaged "

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from engine.cli.parsing import project_command
 from engine.errors import UserError
 from engine.formats import registry
 
@@ -19,8 +20,8 @@ MODEL_FORMATS = registry.keys(registry.MODEL_EXPORT_FORMATS)
 
 
 def register(subparsers) -> None:
-    imp = subparsers.add_parser(
-        "import",
+    imp = project_command(
+        subparsers, "import",
         help="import images, with masks or annotations",
         description=(
             "Copy images (files, folders searched recursively) into the project, with their "
@@ -28,7 +29,6 @@ def register(subparsers) -> None:
             "All or nothing: on a bad file nothing is imported. See docs/formats.md."
         ),
     )
-    imp.add_argument("project", metavar="PROJECT", help="the project folder")
     imp.add_argument(
         "paths", metavar="PATH", nargs="+", help="image files or folders, annotation files, a VOC folder"
     )
@@ -48,12 +48,11 @@ def register(subparsers) -> None:
     )
     imp.set_defaults(func=run_import)
 
-    exp = subparsers.add_parser(
-        "export",
+    exp = project_command(
+        subparsers, "export",
         help="export masks or a model",
         description="Export label masks (--masks) or a trained model (--model). See docs/formats.md.",
     )
-    exp.add_argument("project", metavar="PROJECT", help="the project folder")
     what = exp.add_mutually_exclusive_group(required=True)
     what.add_argument("--masks", choices=MASK_FORMATS, help="mask format")
     what.add_argument("--model", choices=MODEL_FORMATS, help="model format")

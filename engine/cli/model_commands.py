@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from engine.cli.parsing import project_command
 from engine.errors import UserError
 
 MODELS = ("unet", "fcn8s", "fcn16s", "fcn32s")
@@ -27,12 +28,11 @@ def register(subparsers) -> None:
 # -- train --------------------------------------------------------------------------------------
 
 def _register_train(subparsers) -> None:
-    p = subparsers.add_parser(
-        "train", help="train a model on the project's labeled images",
+    p = project_command(
+        subparsers, "train", help="train a model on the project's labeled images",
         description="Train a segmentation model on the labeled pixels of PROJECT (unlabeled "
                     "pixels are ignored, so a few strokes are enough to start). Runs under "
                     "torchrun too: torchrun --nproc_per_node=N main.py train PROJECT ...")
-    p.add_argument("project", metavar="PROJECT")
     p.add_argument("--model", default=None,
                    help="unet (default), fcn8s, fcn16s or fcn32s; with --init CHECKPOINT the "
                         "checkpoint's model")
@@ -447,13 +447,12 @@ def _predict_files(args: argparse.Namespace) -> int:
 # -- eval ---------------------------------------------------------------------------------------
 
 def _register_eval(subparsers) -> None:
-    p = subparsers.add_parser(
-        "eval", help="per-class IoU and Dice of a model on the labeled images",
+    p = project_command(
+        subparsers, "eval", help="per-class IoU and Dice of a model on the labeled images",
         description="Compare a run's predictions with the labels: per-class IoU and Dice, mean "
                     "IoU, pixel accuracy. Scores the validation pixels (the held-out squares that "
                     "no run trains on) where there are some, else every labeled pixel (unlabeled "
                     "pixels are not counted).")
-    p.add_argument("project", metavar="PROJECT")
     p.add_argument("--run", help="default: the last finished run")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -463,7 +462,7 @@ def _register_eval(subparsers) -> None:
 def run_eval(args: argparse.Namespace) -> int:
     from engine.metrics import format_metrics as metrics_table
     from engine.project import Project
-    from engine.training.evaluation import evaluate_run
+    from engine.evaluation import evaluate_run
 
     with Project.open(args.project, readonly=True) as project:
         report = evaluate_run(project, args.run, device=args.device)

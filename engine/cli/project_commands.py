@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from engine.cli.parsing import NEW_PROJECT_HELP, project_command
 from engine.errors import UserError
 
 
 def register(subparsers) -> None:
-    new = subparsers.add_parser(
-        "new",
+    new = project_command(
+        subparsers, "new",
         help="create an empty project",
         description="Create an empty project folder with the given classes (class 0 first).",
+        project_help=NEW_PROJECT_HELP,
     )
-    new.add_argument("project", metavar="PROJECT", help="folder to create (must not exist, or be empty)")
     new.add_argument(
         "--classes",
         default="background,foreground",
@@ -22,22 +23,21 @@ def register(subparsers) -> None:
     )
     new.set_defaults(func=run_new)
 
-    sample = subparsers.add_parser(
-        "sample",
+    sample = project_command(
+        subparsers, "sample",
         help="write the built-in demo project",
         description="Write a small generated demo project (20 images, 3 classes, some labeled).",
+        project_help=NEW_PROJECT_HELP,
     )
-    sample.add_argument("project", metavar="PROJECT", help="folder to create (must not exist, or be empty)")
     sample.set_defaults(func=run_sample)
 
-    remove = subparsers.add_parser(
-        "remove",
+    remove = project_command(
+        subparsers, "remove",
         help="remove images from a project",
         description="Remove images, with their labels and predictions, from PROJECT. Name each "
                     "by its name in the project (as imported) or its id. All or nothing: an "
                     "unknown or ambiguous name removes nothing.",
     )
-    remove.add_argument("project", metavar="PROJECT", help="the project folder")
     remove.add_argument("images", metavar="IMAGE", nargs="+", help="image name or id")
     remove.set_defaults(func=run_remove)
 

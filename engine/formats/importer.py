@@ -24,7 +24,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from engine.formats import voc as voc_format
 from engine.formats.classes import ClassTable
 from engine.formats.masks import RawMask, decode_raw_masks, read_mask_file
 from engine.formats.registry import IMPORT_FORMATS, keys
-from engine.natural_order import walk_files
+from engine.natural_order import unique_paths, walk_files
 
 FORMATS = keys(IMPORT_FORMATS)
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".gif")
@@ -68,17 +68,6 @@ class _Pending:
     source: Path  # the image file to copy in
     label: np.ndarray | None = None
     origin: Path | None = None  # the mask or annotation file the label came from
-
-
-def _dedupe(paths: Iterable[Path]) -> list[Path]:
-    seen: set[Path] = set()
-    out = []
-    for p in paths:
-        key = p.resolve()
-        if key not in seen:
-            seen.add(key)
-            out.append(p)
-    return out
 
 
 def _read_json(path: Path):
@@ -323,7 +312,7 @@ def _plan_labelme(paths, table: ClassTable, uncovered, report, progress, temp: P
         pending.append(_Pending(source, label, json_path))
         if progress:
             progress("reading annotations", n + 1, len(docs))
-    for image in _dedupe(loose_images):
+    for image in unique_paths(loose_images):
         if image.resolve() not in used:
             pending.append(_Pending(image))
     return pending

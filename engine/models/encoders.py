@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.layers import adapt_first_conv_weight, conv_norm_relu, init_conv_weights
+from engine.models.layers import (adapt_first_conv_weight, conv_norm_relu, init_conv_weights,
+                                  load_vgg_features)
 
 PRETRAINED_ENCODERS = ("resnet18", "resnet34", "vgg16_bn")
 
@@ -107,12 +108,7 @@ class VGG16BNEncoder(nn.Module):
         return feats
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> bool:
-        state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        if "0.weight" not in state:
-            return False
-        state["0.weight"] = adapt_first_conv_weight(state["0.weight"], self.in_channels)
-        self.features.load_state_dict(state, strict=True)
-        return True
+        return load_vgg_features(self.features, state, self.in_channels)
 
 
 def build_encoder(encoder: str | None, in_channels: int, base: int, depth: int, norm: str) -> nn.Module:

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from engine.errors import UserError
-from engine.models.layers import (adapt_first_conv_weight, bilinear_upsampler, check_positive_int,
-                                  init_conv_weights, pad_to_multiple)
+from engine.models.layers import (bilinear_upsampler, check_positive_int, init_conv_weights,
+                                  load_vgg_features, pad_to_multiple)
 from engine.models.registry import register_model
 from engine.models.weights import apply_weights_file, fetch_pretrained
 
@@ -82,11 +82,8 @@ class FCN(nn.Module):
 
     def load_backbone(self, state: dict[str, torch.Tensor]) -> bool:
         """Load a torchvision VGG16 (or VGG16-BN) state dict: features, and fc6/fc7 reshaped."""
-        features = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
-        if "0.weight" not in features:
+        if not load_vgg_features(self.features, state, self.in_channels):
             return False
-        features["0.weight"] = adapt_first_conv_weight(features["0.weight"], self.in_channels)
-        self.features.load_state_dict(features, strict=True)
         # Only the paper's 4096-wide fc layers have ImageNet counterparts; narrower ones start fresh.
         if self.fc_channels == 4096 and "classifier.0.weight" in state and "classifier.3.weight" in state:
             with torch.no_grad():

@@ -60,6 +60,17 @@ def adapt_first_conv_weight(weight: torch.Tensor, in_channels: int) -> torch.Ten
     return mean.repeat(1, in_channels, 1, 1) * (have / in_channels)
 
 
+def load_vgg_features(features: nn.Module, state: dict[str, torch.Tensor], in_channels: int) -> bool:
+    """Load the ``features.*`` entries of a torchvision VGG state dict into ``features``, the
+    first convolution adapted to ``in_channels``; False when ``state`` holds no VGG features."""
+    own = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    if "0.weight" not in own:
+        return False
+    own["0.weight"] = adapt_first_conv_weight(own["0.weight"], in_channels)
+    features.load_state_dict(own, strict=True)
+    return True
+
+
 def bilinear_kernel(channels: int, kernel_size: int) -> torch.Tensor:
     """Weights making a ConvTranspose2d (channels -> channels, groups of one) bilinear upsampling."""
     factor = (kernel_size + 1) // 2

@@ -15,7 +15,7 @@ from engine import imageio
 from engine.atomic import atomic_copy, atomic_write_bytes
 from engine.errors import UserError, raise_if_stopped
 from engine.labels import MAX_CLASSES, UNLABELED
-from engine.natural_order import is_regular_file, natural_key
+from engine.natural_order import is_regular_file, natural_key, unique_paths
 from engine.palette import palette_for
 from engine.project.base import (
     BAD_NAME_CHARS,
@@ -243,7 +243,6 @@ class ImagesMixin(ProjectBase):
 
     def _expand(self, paths: Iterable[str | os.PathLike]) -> list[Path]:
         files: list[Path] = []
-        seen: set[Path] = set()
         inside = self.path.resolve()
         own_images = (self.path / IMAGES).resolve()
         for raw in paths:
@@ -278,12 +277,8 @@ class ImagesMixin(ProjectBase):
                 found = [path]
             else:
                 raise UserError("file not found", path)
-            for f in found:
-                key = f.resolve()
-                if key not in seen:
-                    seen.add(key)
-                    files.append(f)
-        return files
+            files.extend(found)
+        return unique_paths(files)
 
     def _unique_name(self, name: str, taken: set[str]) -> str:
         clean = BAD_NAME_CHARS.sub("_", display_name(name)).strip(" .") or "image"
