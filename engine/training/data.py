@@ -140,11 +140,11 @@ class _ImageCentres:
 
 
 class CropSampler:
-    """Draws crop centres on labeled pixels, the same list on every process of a DDP run.
+    """Draws crop centres on labeled pixels of ``examples``.
 
     :meth:`epoch` returns the whole epoch's ``(image index, y, x)`` list from the seed and the
-    epoch number; process ``rank`` of ``world`` takes every ``world``-th entry, as
-    ``DistributedSampler`` does, so processes see different crops and together the whole list.
+    epoch number. Under torchrun each process has a sampler of its own share of the images
+    (engine.training.distributed.shard_images) and draws its own list.
     """
 
     def __init__(self, examples: list[Example], crop: int, seed: int = 0,
@@ -182,9 +182,7 @@ class CropSampler:
             self.class_image_weights[k] = w / w.sum()
 
     def samples_per_epoch(self) -> int:
-        """Crops that tile every training image about once (at least 8)."""
-        area = sum(ex.label.size for ex in self.examples)
-        return max(8, math.ceil(area / (self.crop * self.crop)))
+        return samples_per_epoch(self.examples, self.crop)
 
     def _centre(self, rng: np.random.Generator) -> tuple[int, int, int]:
         if rng.random() < self.balance:
@@ -205,6 +203,12 @@ class CropSampler:
         rng = np.random.default_rng([self.seed, epoch, 7])
         n = count if count is not None else self.samples_per_epoch()
         return [self._centre(rng) for _ in range(n)]
+
+
+def samples_per_epoch(examples: list[Example], crop: int) -> int:
+    """Crops that tile every training image about once (at least 8)."""
+    area = sum(ex.label.size for ex in examples)
+    return max(8, math.ceil(area / (crop * crop)))
 
 
 def shard(samples: list, rank: int, world: int) -> list:

@@ -1,8 +1,9 @@
 """Several processes training one model: ``torchrun --nproc_per_node=N main.py train ...``.
 
 torchrun starts N copies of the command with ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the
-rendezvous address in the environment. Each copy trains on its share of every epoch's crops
-(:func:`engine.training.data.shard`); DistributedDataParallel averages the gradients. Process 0
+rendezvous address in the environment. Each copy cuts its crops from its own share of the
+training images (:func:`shard_images`), the only ones it puts on its device, and takes as many
+crops an epoch as every other; DistributedDataParallel averages the gradients. Process 0
 alone writes checkpoints and the project. Validation is split over the processes and the
 confusion matrices are summed, so every process takes the same best/last decisions. A stop
 (Ctrl+C, the time budget) is agreed by all processes on every step, so none is left waiting in
@@ -29,6 +30,36 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def shard_images(examples: list, rank: int, world: int) -> list:
+    """Process ``rank``'s share of the training images: disjoint shares whose union is every
+    image, balanced by the weight the crop sampler gives an image (the square root of its
+    labeled pixels), so that each process's equal number of crops an epoch spreads over the
+    images about as one process's would. With fewer labeled images than processes some
+    processes share an image (each still crops differently: their samplers draw apart).
+    The same on every process: it depends only on the images, in their order."""
+    import numpy as np
+
+    from engine.labels import UNLABELED
+
+    if world <= 1:
+        return list(examples)
+    weights = [float(np.sqrt(np.count_nonzero(ex.label != UNLABELED))) for ex in examples]
+    labeled = [i for i, w in enumerate(weights) if w > 0]
+    if len(labeled) < world:
+        return [examples[labeled[rank % len(labeled)]]] if labeled else list(examples)
+    loads = [0.0] * world
+    owner = {}
+    # Heaviest first, each to the lightest share so far (ties: the lower rank).
+    for i in sorted(labeled, key=lambda i: (-weights[i], i)):
+        r = min(range(world), key=lambda r: (loads[r], r))
+        owner[i] = r
+        loads[r] += weights[i]
+    for i, w in enumerate(weights):  # images whose labels are all held out: no crops anyway
+        if w == 0:
+            owner[i] = i % world
+    return [ex for i, ex in enumerate(examples) if owner[i] == rank]
 
 
 def env_world_size() -> int:

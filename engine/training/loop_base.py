@@ -17,7 +17,7 @@ from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training import resident
 from engine.training.augment import AugmentSettings, CropMaker
-from engine.training.data import CropSampler, class_pixel_counts, class_weights
+from engine.training.data import CropSampler, class_pixel_counts, class_weights, samples_per_epoch
 from engine.devices import device_name, is_out_of_memory
 from engine.training.events import CheckpointSaved, Notice
 from engine.training.guards import ModelGuard, StopRequested
@@ -72,7 +72,8 @@ class LoopBase:
         self._images_for = None
         counts = class_pixel_counts(p.train, self.num_classes)
         self.class_weights = class_weights(counts)
-        self.sampler = CropSampler(p.train, self.crop, seed=p.config.seed)
+        self._shard = self._shard_of = None  # this process's training images, and of which
+        self.sampler = CropSampler(self._train_shard(), self.crop, seed=p.config.seed)
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -152,24 +153,37 @@ class LoopBase:
         except Exception as exc:  # noqa: BLE001 - any failure means: run eager
             self.emit(Notice(f"torch.compile is not available here ({type(exc).__name__}): eager"))
 
+    def _train_shard(self) -> list:
+        """The training images this process cuts crops from: all of them, or under torchrun its
+        own share (distributed.shard_images), so that no process holds the whole project's
+        images on its device. The same list while ``p.train`` is (the live loop swaps it)."""
+        if not self.dist.enabled:
+            return self.p.train
+        if self._shard_of is not self.p.train:
+            self._shard = ddp.shard_images(self.p.train, self.dist.rank, self.dist.world)
+            self._shard_of = self.p.train
+        return self._shard
+
     def _stream(self, epoch: int):
         maker = CropMaker(self.crop, self.p.normalization, self.p.channels,
                           AugmentSettings(mode=self.p.augment))
         self.sampler.crop = self.crop
-        per_epoch = self.sampler.samples_per_epoch()
+        # Steps from every image's area: each process takes the same number of crops, whatever
+        # the size of its share.
+        per_epoch = samples_per_epoch(self.p.train, self.crop)
         self.steps_per_epoch = max(1, math.ceil(per_epoch / (self.batch_size * self.dist.world)))
+        mine = self._train_shard()
         if self._crops != "threads":
-            if self._images_for is not self.p.train:
+            if self._images_for is not mine:
                 self._images = None  # free the old ones before the new ones take the memory
-                mode = "auto" if self._crops == "auto" else self._crops
-                self._images = resident.make_images(self.p.train, self.p.normalization,
-                                                    self.p.channels, self.device, maker, mode)
-                self._images_for = self.p.train
+                self._images = resident.make_images(mine, self.p.normalization, self.p.channels,
+                                                    self.device, maker, self._crops)
+                self._images_for = mine
             return resident.DeviceBatchStream(
-                self.p.train, self.sampler, maker, self.batch_size, self.steps_per_epoch, epoch,
+                mine, self.sampler, maker, self.batch_size, self.steps_per_epoch, epoch,
                 self.p.config.seed, self.dist.rank, self.dist.world, data=self._images,
                 device=self.device, channels_last=self.channels_last, workers=self._workers())
-        return BatchStream(self.p.train, self.sampler, maker, self.batch_size, self.steps_per_epoch,
+        return BatchStream(mine, self.sampler, maker, self.batch_size, self.steps_per_epoch,
                            epoch, self.p.config.seed, self.dist.rank, self.dist.world,
                            pin=self.device.type == "cuda", workers=self._workers())
 

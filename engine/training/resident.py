@@ -13,7 +13,9 @@ unlabeled in the mask, as in ``CropMaker``.
 The random parameters are drawn on the CPU from the very generators ``CropMaker`` uses, seeded
 from (seed, epoch, position in the epoch), in the same order: the crops are ``CropMaker``'s,
 up to interpolation rounding (labels the same but for ties of the nearest pixel). A run is
-reproducible from its seed on every device, batch size and process count.
+reproducible from its seed on every device and batch size, and under torchrun for a given
+process count: there each process holds and crops only its own share of the training images
+(engine.training.distributed.shard_images).
 
 Projects too large for the device stream instead (:class:`StreamedImages`): each crop's window
 is cut and normalised on the CPU (on a background thread on an accelerator), copied through

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.training.augment import CropMaker
-from engine.training.data import CropSampler, Example, shard
+from engine.training.data import CropSampler, Example
 
 
 @dataclass
@@ -73,9 +73,11 @@ class BatchSource(ABC):
 
     def _samples(self, epoch: int) -> list:
         """This process's ``(image, y, x)`` crop centres of ``epoch``, ``steps_per_epoch *
-        batch_size`` of them."""
-        everything = self.sampler.epoch(epoch, self.steps_per_epoch * self.batch_size * self.world)
-        return shard(everything, self.rank, self.world)
+        batch_size`` of them. ``sampler`` draws on ``examples``: under torchrun this process's
+        own images (distributed.shard_images); keyed ``epoch * world + rank`` so that processes
+        sharing an image (fewer images than processes) still draw apart."""
+        return self.sampler.epoch(epoch * self.world + self.rank,
+                                  self.steps_per_epoch * self.batch_size)
 
     def _crops(self, g: int, cache: "_EpochCache"):
         """(epoch, step, [(image, y, x, generator)] for each crop of batch ``g``)."""

@@ -1,4 +1,5 @@
-"""``torchrun --nproc_per_node=2 main.py train``: two CPU processes (gloo) train one model."""
+"""``torchrun --nproc_per_node=2 main.py train``: two CPU processes (gloo) train one model, each
+on its own share of the training images."""
 
 from __future__ import annotations
 
@@ -23,11 +24,13 @@ def test_two_processes_train_one_model(tmp_path, slices_dir):
     make_project(tmp_path / "proj", slices_dir, range(4), size=128).close()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASKLOOP_TORCH_THREADS": "1"}
     epochs, batch, crop = 2, 2, 64
+    probe = tmp_path / "probe"
+    probe.mkdir()
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "main.py", "train", str(tmp_path / "proj"), "--epochs", str(epochs), "--device", "cpu",
+           str(REPO / "tests" / "engine" / "training" / "ddp_probe.py"), str(probe), "train", str(tmp_path / "proj"), "--epochs", str(epochs), "--device", "cpu",
            "--batch-size", str(batch), "--crop", str(crop), "--option", "base=8",
            "--option", "depth=3", "--json"]
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     kinds = [e["event"] for e in events]
@@ -48,3 +51,11 @@ def test_two_processes_train_one_model(tmp_path, slices_dir):
     assert ckpt.train["world_size"] == 2 and ckpt.train["batch_size"] == batch
     assert not any(k.startswith("module.") for k in ckpt.state_dict)
     assert ckpt.metrics["mean_iou"] is not None
+
+    # Each process put only its own share of the training images on its device: the shares
+    # are disjoint and together every training image.
+    shares = [json.loads((probe / f"rank{r}.json").read_text()) for r in (0, 1)]
+    ids = [set(share["ids"]) for share in shares]
+    assert all(share["held"] == len(share["ids"]) == len(i) > 0 for share, i in zip(shares, ids))
+    assert not ids[0] & ids[1]
+    assert ids[0] | ids[1] == set(run.config["train_image_ids"])
