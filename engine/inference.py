@@ -18,7 +18,8 @@ How a large image is predicted:
   is 1 (several tiles at once are no faster there and cost memory). On a GPU it is as many
   tiles as fit in half of the free device memory, measured from the first batch's peak
   (the window's canvas or a training may want the rest), at most 16; an out-of-memory error
-  halves it for the rest of the predictor's life.
+  halves it for the rest of the predictor's life. Apple's MPS (no free-memory query like
+  CUDA's) takes 4.
 - Strips. Tile rows are processed top to bottom into an accumulator one tile high and as wide
   as the image; the rows no later tile can reach are finished (argmax, confidence) and the
   accumulator slides down. Peak memory: the input image, the two outputs, and
@@ -139,7 +140,8 @@ class Predictor:
         if self.tile < 16 or not 0 <= self.overlap < self.tile:
             raise UserError(f"tile {self.tile} / overlap {self.overlap}: need tile >= 16 and 0 <= overlap < tile")
         # The most tiles per forward (see the module doc); batch_for() says how many fit.
-        self.batch_size = int(batch_size or (MAX_GPU_BATCH if self.device.type == "cuda" else 1))
+        default = {"cuda": MAX_GPU_BATCH, "cpu": 1}.get(self.device.type, FIRST_GPU_BATCH)
+        self.batch_size = int(batch_size or default)
         self._fixed_batch = batch_size is not None or self.device.type != "cuda"
         self._bytes_per_pixel: float | None = None  # peak device memory of a forward, measured
         self.amp = self.device.type == "cuda" if amp is None else bool(amp)
