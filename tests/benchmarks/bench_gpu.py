@@ -137,8 +137,9 @@ def _ceiling(model_name, options, device, batch: int, crop: int, seconds: float)
 
 
 def ours(examples, model_name, options, device, batch: int, crop: int, seconds: float
-         ) -> tuple[float, float, int]:
-    """Steady crops/s of engine.training.train, peak GPU GB, steps; ``seconds`` of training."""
+         ) -> tuple[float, float, int, bool]:
+    """Crops/s of engine.training.train, peak GPU GB, steps, and whether the rate is the steady
+    state's; ``seconds`` of training."""
     import torch
 
     from engine.training import StepDone, TrainConfig, train
@@ -155,18 +156,21 @@ def ours(examples, model_name, options, device, batch: int, crop: int, seconds: 
                          batch_size=batch, crop=crop, device=str(device), val_fraction=0.0,
                          init="scratch", augment="dihedral")
     with tempfile.TemporaryDirectory() as out:
-        train(examples, ["background", "blob"], config, out, callback)
+        result = train(examples, ["background", "blob"], config, out, callback)
     peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else float("nan")
     # The steady state: from the event after a third of the training steps to the last one.
     # On the GPU the loss is read (and an event sent) every quarter second, so events carry
     # several steps each; on the CPU every step sends one.
     if len(stamps) < 3:
-        return float("nan"), peak, stamps[-1][1] if stamps else 0
+        # Too few events for a steady state (a slow or crowded machine did a step or two in the
+        # budget): the trainer's own rate, which counts from before the first step.
+        rate = float(result.metrics.get("images_per_s") or "nan")
+        return rate, peak, int(result.metrics.get("steps", 0)), False
     last_step = stamps[-1][1]
     first = next(i for i, (_, s) in enumerate(stamps) if s >= max(2, last_step // 3))
     first = min(first, len(stamps) - 2)
     (t_a, s_a), (t_b, s_b) = stamps[first], stamps[-1]
-    return (s_b - s_a) * batch / max(t_b - t_a, 1e-9), peak, last_step
+    return (s_b - s_a) * batch / max(t_b - t_a, 1e-9), peak, last_step, True
 
 
 def whole_forward(model, image: np.ndarray, norm, device, dtype) -> float:
@@ -283,8 +287,9 @@ def main(argv=None) -> int:
         for crop in crops:
             batch = args.batch or default_batch(model_name, options, device.type)
             top = ceiling(model_name, options, device, batch, crop, ceiling_s)
-            rate, peak, steps = ours(examples, model_name, options, device, batch, crop, seconds)
-            rows.append((name, crop, batch, rate, top, peak, steps))
+            rate, peak, steps, steady = ours(examples, model_name, options, device, batch, crop,
+                                             seconds)
+            rows.append((name, crop, batch, rate, top, peak, steps, steady))
             print(f"  {name} crop {crop} batch {batch}: ours {rate:.1f} crops/s, ceiling "
                   f"{top:.1f}, ratio {rate / top:.2f}", flush=True)
     predictions = []
@@ -302,9 +307,12 @@ def main(argv=None) -> int:
           f"{seconds:.0f} s of training per row")
     print(f"{'training':<12} {'crop':>5} {'batch':>5} {'ours crops/s':>13} {'ceiling':>9} "
           f"{'ratio':>6} {'peak GB':>8} {'steps':>6}")
-    for name, crop, batch, rate, top, peak, steps in rows:
+    for name, crop, batch, rate, top, peak, steps, steady in rows:
         print(f"{name:<12} {crop:>5} {batch:>5} {rate:>13.1f} {top:>9.1f} {rate / top:>6.2f} "
-              f"{peak:>8.2f} {steps:>6}")
+              f"{peak:>8.2f} {steps:>6}{'' if steady else ' *'}")
+    if not all(row[-1] for row in rows):
+        print("* fewer than 3 step events: not a steady state; the trainer's own rate, from "
+              "before its first step (give more --seconds)")
     print(f"\n{'prediction':<40} {'ours MP/s':>10} {'whole MP/s':>11} {'ratio':>6}")
     for label, mine, whole in predictions:
         print(f"{label:<40} {mine:>10.2f} {whole:>11.2f} {mine / whole:>6.2f}")
