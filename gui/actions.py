@@ -29,18 +29,14 @@ class Actions:
                  project_actions: ProjectActions, canvas, class_panel,
                  menu: Callable[[str], QMenu], docks: dict[str, QDockWidget],
                  toolbar: QToolBar) -> None:
-        self.window = window
-        self.workspace = workspace
-        self.view = view
-        self.project_actions = project_actions
-        self.canvas = canvas
-        self.class_panel = class_panel
+        self.window, self.workspace, self.view = window, workspace, view
+        self.project_actions, self.canvas, self.class_panel = project_actions, canvas, class_panel
         self.menu = menu
-        self.docks = docks
-        self.toolbar = toolbar
         self._by_name: dict[str, QAction] = {}
         self._icons: dict[str, str] = {}
         self._build()
+        self._menus(docks)
+        self._toolbar(toolbar)
         on_palette_changed(self._redraw_icons)
         view.labelsShown.connect(self["labels"].setChecked)
         for signal in (workspace.projectChanged, workspace.currentImageChanged,
@@ -162,10 +158,7 @@ class Actions:
           QKeySequence.StandardKey.HelpContents)
         a("about", "&About Maskloop", lambda: help_dialogs.show_about(w))
 
-        self._menus()
-        self._toolbar()
-
-    def _menus(self) -> None:
+    def _menus(self, docks: dict[str, QDockWidget]) -> None:
         menu = self.menu
         file_menu = menu("&File")
         for name in ("new", "open"):
@@ -198,7 +191,7 @@ class Actions:
         for name in ("fit", "actual", "zoom_in", "zoom_out", None, "labels"):
             view.addSeparator() if name is None else view.addAction(self[name])
         view.addSeparator()
-        for dock in self.docks.values():
+        for dock in docks.values():
             view.addAction(dock.toggleViewAction())
 
         image = menu("&Image")
@@ -209,8 +202,7 @@ class Actions:
         help_menu.addAction(self["shortcuts"])
         help_menu.addAction(self["about"])
 
-    def _toolbar(self) -> None:
-        bar = self.toolbar
+    def _toolbar(self, bar: QToolBar) -> None:
         for name in ("open", "save", "import_images", None, "undo", "redo", None):
             bar.addSeparator() if name is None else bar.addAction(self[name])
         for cls in TOOL_CLASSES:

@@ -35,19 +35,22 @@ class ImageView(WindowPart):
         canvas.pointerMoved.connect(self._pointer_moved)
         canvas.zoomChanged.connect(status.show_zoom)
         canvas.message.connect(lambda text: feedback.status(text, 6000))
+        opacity = prefs.label_opacity()
+        canvas.set_label_opacity(opacity)
+        tool_options.set_label_opacity(opacity)
         tool_options.labelOpacityChanged.connect(self._label_opacity)
         tool_options.labelsVisibleChanged.connect(self.set_labels_visible)
         tool_options.contrastChanged.connect(self.set_contrast)
         tool_options.contrastAuto.connect(lambda: self.set_contrast(None, None))
-        opacity = prefs.label_opacity()
-        canvas.set_label_opacity(opacity)
-        tool_options.set_label_opacity(opacity)
+        self._follow(workspace)
+
+    def _follow(self, workspace: Workspace) -> None:
         workspace.projectChanged.connect(self._project_changed)
         workspace.imageLoaded.connect(self._show)
-        workspace.modifiedChanged.connect(status.show_saved)
+        workspace.modifiedChanged.connect(self.status.show_saved)
         workspace.saveFailed.connect(self._save_failed)
-        workspace.classesChanged.connect(self._apply_classes)
-        workspace.labelsReloaded.connect(self._apply_classes)
+        for signal in (workspace.classesChanged, workspace.labelsReloaded):
+            signal.connect(self._apply_classes)
         # The label under a still pointer changes with Enter, undo, a fill...
         workspace.labelsEdited.connect(lambda _id: self._pointer_moved(*self._pointer))
         workspace.imagesAdded.connect(lambda _ids: self.canvas.set_notice("")

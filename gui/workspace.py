@@ -1,9 +1,10 @@
 """The window's state in one place: the open project, its label session, loader and thumbnails,
 the current image, and signals for what changed.
 
-Panels, tools' panels, the loop's controllers and the actions receive the :class:`Workspace`
-(and, for talking to the user, a :class:`Feedback`) instead of the window, and read the project
-from it: ``workspace.project`` is the one live reference, replaced on open and cleared on close.
+The panels, the image view, the loop's controllers and the actions receive the
+:class:`Workspace` (and, for talking to the user, a :class:`Feedback`) instead of the window,
+and read the project from it: ``workspace.project`` is the one live reference, replaced on
+open and cleared on close.
 The Workspace shows nothing itself; :class:`gui.image_view.ImageView` puts what it loads on the
 canvas, before the rest of the window hears ``currentImageChanged``.
 """

@@ -78,12 +78,12 @@ class PredictionController(WindowPart):
         panel.visibleToggled.connect(canvas.set_prediction_visible)
         panel.opacityChanged.connect(canvas.set_prediction_opacity)
         panel.confidenceToggled.connect(canvas.set_confidence_visible)
+        canvas.ctrlClicked.connect(self.accept_region)
+        canvas.set_prediction_opacity(panel.opacity)
         panel.predictAllClicked.connect(self.predict_all)
         panel.stopClicked.connect(self.stop_all)
         panel.acceptClicked.connect(self.accept_all)
         panel.labelNextClicked.connect(self.label_next)
-        canvas.set_prediction_opacity(panel.opacity)
-        canvas.ctrlClicked.connect(self.accept_region)
         workspace.currentImageChanged.connect(self.image_changed)
 
     # -- showing -----------------------------------------------------------------------------------
