@@ -46,6 +46,6 @@ def test_tiles_normalised_on_the_device_are_the_hosts():
                   rng.integers(0, 255, (70, 90, 4), dtype=np.uint8)):
         for y, xs, th, tw in ((0, [0, 32], 64, 64), (32, [32], 64, 64), (64, [0, 64], 64, 64)):
             want = np.stack([predictor._tile(image, y, x, th, tw) for x in xs])
-            got = predictor._tiles_on_device(image, y, xs, th, tw).numpy()
+            got = predictor._tiles_on_device(image, [(y, x) for x in xs], th, tw).numpy()
             assert got.shape == want.shape
             assert np.allclose(got, want, atol=1e-5)
