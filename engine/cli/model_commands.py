@@ -109,8 +109,15 @@ class _Progress:
 
     def _handlers(self) -> dict:
         """{event class: handler}: a renamed event breaks this import, not its lines silently."""
-        from engine.training.events import (EpochDone, LabelsUpdated, ModelKept, Notice, StepDone,
-                                            TrainFinished, TrainStarted)
+        from engine.training.events import (
+            EpochDone,
+            LabelsUpdated,
+            ModelKept,
+            Notice,
+            StepDone,
+            TrainFinished,
+            TrainStarted,
+        )
 
         return {TrainStarted: self._on_train_started, StepDone: self._on_step_done,
                 EpochDone: self._on_epoch_done, Notice: self._on_notice,
@@ -460,9 +467,9 @@ def _register_eval(subparsers) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
+    from engine.evaluation import evaluate_run
     from engine.metrics import format_metrics as metrics_table
     from engine.project import Project
-    from engine.evaluation import evaluate_run
 
     with Project.open(args.project, readonly=True) as project:
         report = evaluate_run(project, args.run, device=args.device)

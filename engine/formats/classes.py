@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from engine.errors import UserError
-from engine.palette import default_class_color
 from engine.labels import MAX_CLASSES
+from engine.palette import default_class_color
 
 
 @dataclass(frozen=True)

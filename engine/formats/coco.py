@@ -38,15 +38,15 @@ from typing import Sequence
 import numpy as np
 
 from engine.errors import UserError
+from engine.formats.classes import ClassTable
 from engine.formats.jsonfile import read_json_object
+from engine.formats.safepath import resolve_inside
 from engine.formats.uncovered import (
     MARKER_KEY,
     UNLABELED_MARKER,
     file_says_unlabeled,
     fill_uncovered,
 )
-from engine.formats.classes import ClassTable
-from engine.formats.safepath import resolve_inside
 from engine.labels import UNLABELED
 
 

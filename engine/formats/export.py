@@ -46,12 +46,12 @@ import numpy as np
 
 from engine.atomic import atomic_copy, atomic_write_bytes, os_error_to_user_error
 from engine.errors import UserError, raise_if_stopped
-from engine.project.integrity import refuse_inside
 from engine.formats.coco import CocoWriter
 from engine.formats.labelme import labels_to_labelme
 from engine.formats.registry import MASK_EXPORT_FORMATS, keys
-from engine.project.labelpng import encode_index_png
 from engine.labels import UNLABELED
+from engine.project.integrity import refuse_inside
+from engine.project.labelpng import encode_index_png
 
 MASK_FORMATS = keys(MASK_EXPORT_FORMATS)
 REGION_MODES = ("instances", "semantic")

@@ -21,8 +21,8 @@ from engine.errors import UserError
 from engine.formats.classes import ClassTable
 from engine.formats.masks import MaskKind, RawMask
 from engine.formats.safepath import resolve_inside
-from engine.palette import VOC_PALETTE
 from engine.labels import UNLABELED
+from engine.palette import VOC_PALETTE
 
 VOC_CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",

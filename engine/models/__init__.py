@@ -8,11 +8,17 @@ pads to the multiple it needs and crops back). ``available_models()`` lists the 
 Importing this package imports torch: the window imports it lazily.
 """
 
-from engine.models.registry import (available_models, build_model, model_defaults,
-                                    model_description, model_presets, register_model,
-                                    resolve_options)
-from engine.models import unet as _unet  # noqa: F401  (registers "unet")
 from engine.models import fcn as _fcn  # noqa: F401  (registers "fcn8s", "fcn16s", "fcn32s")
+from engine.models import unet as _unet  # noqa: F401  (registers "unet")
+from engine.models.registry import (
+    available_models,
+    build_model,
+    model_defaults,
+    model_description,
+    model_presets,
+    register_model,
+    resolve_options,
+)
 
 __all__ = ["available_models", "build_model", "model_defaults", "model_description",
            "model_presets", "register_model", "resolve_options"]

@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from engine.models.layers import (adapt_first_conv_weight, conv_norm_relu, init_conv_weights,
-                                  load_vgg_features)
+from engine.models.layers import adapt_first_conv_weight, conv_norm_relu, init_conv_weights, load_vgg_features
 
 PRETRAINED_ENCODERS = ("resnet18", "resnet34", "vgg16_bn")
 

@@ -16,8 +16,7 @@ from torch import nn
 from engine.errors import UserError
 from engine.models.encoders import PRETRAINED_ENCODERS, build_encoder
 from engine.models.filter_bank import FilterBank
-from engine.models.layers import (NORMS, check_positive_int, conv_norm_relu, init_conv_weights,
-                                  pad_to_multiple)
+from engine.models.layers import NORMS, check_positive_int, conv_norm_relu, init_conv_weights, pad_to_multiple
 from engine.models.registry import register_model
 from engine.models.weights import apply_weights_file, fetch_pretrained
 

@@ -13,8 +13,8 @@ import numpy as np
 
 from engine.atomic import atomic_write_bytes
 from engine.errors import UserError, raise_if_stopped
-from engine.palette import default_class_color, palette_for
 from engine.labels import MAX_CLASSES, UNLABELED
+from engine.palette import default_class_color, palette_for
 from engine.project.base import LABELS, PREDICTIONS, ProjectBase
 from engine.project.labelpng import encode_png8, read_png8
 from engine.project.records import ClassInfo

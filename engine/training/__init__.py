@@ -8,9 +8,19 @@ Progress comes as event dataclasses through a callback (:mod:`engine.training.ev
 
 from engine.training.config import TrainConfig
 from engine.training.data import Example
-from engine.training.events import (CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice,
-                                    StepDone, TrainFailed, TrainFinished, TrainResult, TrainStarted,
-                                    event_to_dict)
+from engine.training.events import (
+    CheckpointSaved,
+    EpochDone,
+    LabelsUpdated,
+    ModelKept,
+    Notice,
+    StepDone,
+    TrainFailed,
+    TrainFinished,
+    TrainResult,
+    TrainStarted,
+    event_to_dict,
+)
 from engine.training.live import train_live
 from engine.training.project_run import train_project
 from engine.training.trainer import train

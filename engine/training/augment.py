@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.normalization import Normalization, normalize
 from engine.labels import UNLABELED
+from engine.normalization import Normalization, normalize
 from engine.training.data import Example
 
 

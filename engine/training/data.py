@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine.errors import UserError
-from engine.normalization import channels_of
 from engine.labels import UNLABELED
+from engine.normalization import channels_of
 
 # Per class and image, this many labeled pixel positions are kept to draw crop centres from:
 # enough for variety, bounded for images of hundreds of megapixels.

@@ -34,19 +34,32 @@ from typing import Callable
 
 import numpy as np
 
-from engine.errors import UserError
-from engine.training.config import TrainConfig
-from engine.labels import UNLABELED
-from engine.training.data import (CropSampler, Example, check_examples, class_pixel_counts,
-                                  class_weights, split_validation)
 from engine.devices import device_name, thread_count
-from engine.training.events import (LabelsUpdated, ModelKept, Notice, StepDone,
-                                    TrainFailed, TrainFinished, TrainResult, TrainStarted)
+from engine.errors import UserError
+from engine.labels import UNLABELED
+from engine.training.config import TrainConfig
+from engine.training.data import (
+    CropSampler,
+    Example,
+    check_examples,
+    class_pixel_counts,
+    class_weights,
+    split_validation,
+)
+from engine.training.events import (
+    LabelsUpdated,
+    ModelKept,
+    Notice,
+    StepDone,
+    TrainFailed,
+    TrainFinished,
+    TrainResult,
+    TrainStarted,
+)
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.setup import prepare
-from engine.training.trainer import (BEST_NAME, LAST_NAME, READ_EVERY_S, _Loop,
-                                     _LossWindow, _score)
+from engine.training.trainer import BEST_NAME, LAST_NAME, READ_EVERY_S, _Loop, _LossWindow, _score
 
 POLL_S = 2.0  # how often label files are checked for changes
 JUDGE_MIN_S = 6.0  # the soonest a state is judged again after the last judgement
@@ -317,9 +330,9 @@ class _LiveLoop(_Loop):
                         "pixel_stage": self.pixel_stage,
                         "val_images": sorted({ex.name for ex in p.val}),
                         "validation": validation_summary(p.val)})
-        from engine.atomic import atomic_write_bytes
         import json
 
+        from engine.atomic import atomic_write_bytes
         from engine.training.trainer import _jsonable
 
         atomic_write_bytes(self.out_dir / "metrics.json", json.dumps(_jsonable(summary), indent=1).encode())
@@ -357,9 +370,9 @@ def train_live(project, config: TrainConfig, callback=None,
     ``on_kept(path, metrics)`` is called on the training thread each time a model is kept.
     Returns None when stopped before any label appeared (nothing is written then).
     """
-    from engine.training.project_run import last_checkpoint_for
-
     import torch
+
+    from engine.training.project_run import last_checkpoint_for
 
     stop_event = stop_event or threading.Event()
     emit = callback or (lambda event: None)

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.devices import device_name, is_out_of_memory
 from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training import resident
 from engine.training.augment import AugmentSettings, CropMaker
 from engine.training.data import CropSampler, class_pixel_counts, class_weights, samples_per_epoch
-from engine.devices import device_name, is_out_of_memory
 from engine.training.events import CheckpointSaved, Notice
 from engine.training.guards import ModelGuard, StopRequested
 from engine.training.holdout import validation_summary

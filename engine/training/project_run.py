@@ -13,6 +13,7 @@ from engine.training.events import TrainResult
 from engine.training.setup import prepare
 from engine.training.trainer import run_training
 
+
 def snapshot_examples(project) -> list[Example]:
     """Every labeled image with a copy of its label, read now: the window may keep painting
     while training runs, and training must see one consistent state."""

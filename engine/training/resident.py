@@ -32,9 +32,9 @@ import os
 
 import numpy as np
 
+from engine.labels import UNLABELED
 from engine.normalization import to_channels
 from engine.training.augment import CropMaker, _window
-from engine.labels import UNLABELED
 from engine.training.data import CropSampler, Example
 from engine.training.stream import Batch, BatchSource
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.devices import resolve_device
 from engine.errors import UserError, WeightsUnavailableError
 from engine.normalization import Normalization, fit_normalization
 from engine.training.augment import choose_augment
 from engine.training.config import Resolved, TrainConfig, resolve_config
 from engine.training.data import Example, check_examples, input_channels, split_validation
 from engine.training.distributed import DistInfo, current
-from engine.devices import resolve_device
 
 
 @dataclass

@@ -22,24 +22,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from engine.devices import device_name, is_out_of_memory, thread_count
 from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training.data import Example
-from engine.devices import device_name, is_out_of_memory, thread_count
-from engine.training.events import (EpochDone, Notice, StepDone, TrainFailed, TrainFinished,
-                                    TrainResult, TrainStarted)
+from engine.training.events import (
+    EpochDone,
+    Notice,
+    StepDone,
+    TrainFailed,
+    TrainFinished,
+    TrainResult,
+    TrainStarted,
+)
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.loop_base import BEST_NAME, LAST_NAME, MIN_CROP, LoopBase
-from engine.training.loop_parts import Emitter, LossWindow, jsonable, lr_factor, score
+from engine.training.loop_parts import (
+    Emitter,
+    LossWindow,
+    jsonable,
+    lr_factor,
+    optimizer_kind,
+    score,
+)
 from engine.training.setup import Prepared, prepare
 from engine.training.validation import validation_confusion
 
 # Where the loop's pieces lived before they were split out: the live loop and the tests import
 # them from here.
-from engine.training.loop_parts import (  # noqa: F401
-    LossWindow as _LossWindow, crops_mode, jsonable as _jsonable, optimizer_kind as _optimizer_kind,
-    score as _score)
+_LossWindow, _jsonable, _optimizer_kind, _score = LossWindow, jsonable, optimizer_kind, score
 
 # Validation may take this share of the training time at most; beyond it, epochs go unvalidated.
 VALIDATION_SHARE = 0.1

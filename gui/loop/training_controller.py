@@ -11,21 +11,29 @@ never touches the documents the user paints on.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
 import os
 import sys
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
-from engine.training.events import (CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice,
-                                    StepDone, TrainFailed, TrainStarted)
+from engine.training.events import (
+    CheckpointSaved,
+    EpochDone,
+    LabelsUpdated,
+    ModelKept,
+    Notice,
+    StepDone,
+    TrainFailed,
+    TrainStarted,
+)
 from gui.jobs import JobRunner
+from gui.loop.engine_jobs import WARM_UP_DELAY_MS, probe_devices, warm_up
 from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
@@ -40,38 +48,6 @@ SETTINGS_KEY = "loop.training"
 LIVE_AUTOSAVE_MS = 400
 OOM_ADVICE = ("The GPU ran out of memory. Open Advanced in the Training panel and choose a "
               "smaller batch size or crop size, then train again.")
-
-
-# Seconds after the window opens before torch is loaded in the background; 0 (or the
-# environment variable MASKLOOP_NO_WARMUP=1) leaves it to the first training or prediction.
-WARM_UP_DELAY_MS = 1500
-
-
-def warm_up(emit, stop) -> bool:
-    """Worker job: load what the first training or prediction needs, while the user looks.
-
-    Importing torch and torchvision takes 6 to 8 s on a laptop, and the first optimizer that
-    is built imports torch._dynamo (seconds more); paid here, Train, Live and the first
-    prediction answer seconds sooner. Imports only: no thread of torch's starts, nothing is
-    allocated on a GPU."""
-    from engine.devices import preload
-
-    preload()
-    import engine.inference  # noqa: F401
-    import engine.models  # noqa: F401
-    import engine.training.live  # noqa: F401
-    import engine.training.pixel_stage  # noqa: F401
-    return True
-
-
-def probe_devices(emit, stop) -> dict:
-    """Worker job: the devices this machine can train on and the registered models.
-
-    Run on demand (Advanced opened, or before the first training) because it imports torch."""
-    from engine.devices import list_devices
-    from engine.models import available_models
-
-    return {"devices": list_devices(), "models": available_models()}
 
 
 class TrainingController(WindowPart):
@@ -150,7 +126,7 @@ class TrainingController(WindowPart):
     # -- devices (lazy: the only reason to import torch before training) ------------------------
 
     def schedule_warm_up(self, delay_ms: int = WARM_UP_DELAY_MS) -> bool:
-        """Load torch in the background once the window is up (see :func:`warm_up`)."""
+        """Load torch in the background once the window is up (see :func:`gui.loop.engine_jobs.warm_up`)."""
         if delay_ms <= 0 or os.environ.get("MASKLOOP_NO_WARMUP") == "1" or "torch" in sys.modules:
             return False
         QTimer.singleShot(delay_ms, self.warm_up)

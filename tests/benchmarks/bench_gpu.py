@@ -256,8 +256,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from engine.training.config import default_batch
     from engine.devices import device_name
+    from engine.training.config import default_batch
 
     if args.cpu:
         device = torch.device("cpu")

@@ -35,9 +35,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
-
 from bench_responsiveness import GapRecorder, run_events_for  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 SIZE = 512
 

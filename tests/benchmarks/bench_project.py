@@ -28,8 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from engine.imageio import read_image, to_display  # noqa: E402
 from engine.palette import VOC_PALETTE  # noqa: E402
-from engine.project import Project  # noqa: E402
-from engine.project import labelpng  # noqa: E402
+from engine.project import (
+    Project,  # noqa: E402
+    labelpng,  # noqa: E402
+)
 from engine.project.labelpng import encode_png8  # noqa: E402
 
 

@@ -89,7 +89,6 @@ def case_plain_torch(seconds: float, project) -> dict:
     import torch
 
     from engine.models import build_model
-
     from gui.loop.worker import usable_cores
 
     torch.set_num_threads(usable_cores())

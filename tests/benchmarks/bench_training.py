@@ -130,8 +130,8 @@ def main() -> int:
 
     import torch
 
-    from engine.training.config import default_batch
     from engine.devices import device_name, resolve_device
+    from engine.training.config import default_batch
 
     if args.device == "cpu":
         torch.set_num_threads(args.threads)

@@ -9,9 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QFileDialog
-
 from drive import drag, run_job
+from PySide6.QtWidgets import QFileDialog
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from drive import drag, run_job
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from drive import drag, run_job
 from engine.errors import UserError
 from engine.project import Project
 from engine.project.labelpng import read_png8

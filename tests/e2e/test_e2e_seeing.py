@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-
 from drive import at, drag
 
 from gui.help_dialogs import shortcuts_html

@@ -5,11 +5,10 @@ typing into a field, a wheel that changes the Budget while the panel scrolls."""
 from __future__ import annotations
 
 import numpy as np
+from drive import drag
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
-
-from drive import drag
 
 UNLABELED = 255
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from drive import at, click, drag, run_job
 from PySide6.QtCore import Qt
 
-from drive import at, click, drag, run_job
 from engine.project.labelpng import read_png8
 
 UNLABELED = 255

@@ -3,8 +3,8 @@ sidecar describes the input; bad requests are user errors."""
 
 from __future__ import annotations
 
-import os
 import json
+import os
 import sys
 
 import numpy as np

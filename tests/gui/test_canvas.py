@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from drive import at, click, drag
 from PySide6.QtCore import Qt
 
-from drive import at, click, drag
 from engine.mask_document import UNLABELED, MaskDocument
 from gui.canvas import Canvas
 from gui.canvas.view import rgb32_from_display

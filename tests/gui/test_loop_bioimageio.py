@@ -9,9 +9,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
-from loop_support import (QUICK, close_window, copy_project, dialogs, open_window,  # noqa: F401
-                          sample_template)
+from loop_support import QUICK, close_window, copy_project, dialogs, open_window, sample_template  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +51,9 @@ def test_package_dialog_checks_its_fields(qtbot):
 
 def test_export_menu_writes_a_package_maskloop_reads_back(qtbot, tmp_path, dialogs, monkeypatch,
                                                           plain_trained):
-    import gui.loop.package_dialog as package_dialog
     from PySide6.QtWidgets import QFileDialog
 
+    import gui.loop.package_dialog as package_dialog
     from engine.checkpoint import load_checkpoint
     from gui.loop.model_controller import PACKAGE_KEY
 

@@ -5,12 +5,20 @@ by the tests of this file (``trained_template``)."""
 from __future__ import annotations
 
 import numpy as np
+from drive import click, drag
+from loop_support import (  # noqa: F401
+    close_window,
+    copy_project,
+    dialogs,
+    open_window,
+    read_label_file,
+    sample_template,
+    shown_classmap,
+    trained_template,
+)
 from PySide6.QtCore import Qt
 
-from drive import click, drag
 from gui.loop.predictions import region_at
-from loop_support import (close_window, copy_project, dialogs, open_window,  # noqa: F401
-                          read_label_file, sample_template, shown_classmap, trained_template)
 
 UNLABELED = 255
 

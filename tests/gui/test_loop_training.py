@@ -7,11 +7,16 @@ import time
 
 import numpy as np
 import pytest
+from loop_support import (  # noqa: F401
+    close_window,
+    copy_project,
+    dialogs,
+    open_window,
+    quick_training,
+    sample_template,
+    shown_classmap,
+)
 from PySide6.QtCore import Qt
-
-from loop_support import (close_window, copy_project, dialogs, open_window,  # noqa: F401
-                          sample_template,
-                          quick_training, shown_classmap)
 
 
 def _train_and_wait(qtbot, loop, timeout=120_000):
@@ -239,8 +244,9 @@ def test_devices_are_listed_lazily_with_the_models(qtbot, tmp_path, dialogs, sam
 @pytest.mark.parametrize("message", ["CUDA out of memory. Tried to allocate 2.00 GiB"])
 def test_out_of_memory_suggests_a_smaller_batch_or_crop(qtbot, tmp_path, dialogs, sample_template,
                                                         monkeypatch, message):
-    import engine.training
     import torch
+
+    import engine.training
 
     def oom(project, config, callback=None, stop_event=None):
         callback(engine.training.Notice("CUDA out of memory, retrying with batch 2"))

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats_support import snapshot
 from PIL import Image
 
 from engine.cli import main
 from engine.project import Project
-from formats_support import snapshot
 
 H, W = 20, 28
 

@@ -10,10 +10,10 @@ import pytest
 import tifffile
 import torch
 from PIL import Image
+from training_data import make_project, membrane_pair
 
 from engine.cli import main
 from engine.project import Project
-from training_data import make_project, membrane_pair
 
 TINY = ["--option", "base=8", "--option", "depth=3", "--crop", "64", "--batch-size", "4"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats_support import holey_labels, iou_per_class
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -18,7 +19,6 @@ from engine.formats.classes import ClassTable
 from engine.formats.coco import CocoWriter, coco_image_labels, encode_rle, read_coco
 from engine.formats.labelme import labelme_to_labels, labels_to_labelme, read_labelme
 from engine.formats.voc import voc_pairs
-from formats_support import holey_labels, iou_per_class
 
 NAMES = ["background", "cell", "nucleus"]
 COLORS = [(0, 0, 0), (128, 0, 0), (0, 128, 0)]

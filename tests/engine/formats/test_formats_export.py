@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from formats_support import holey_labels, iou_per_class
 from PIL import Image
 
 from engine.errors import UserError
@@ -16,7 +17,6 @@ from engine.formats.export import export_masks
 from engine.formats.importer import import_paths
 from engine.palette import VOC_PALETTE
 from engine.project import Project
-from formats_support import holey_labels, iou_per_class
 
 H, W = holey_labels().shape
 

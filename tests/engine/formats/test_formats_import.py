@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from formats_support import snapshot
 from PIL import Image
 
 from engine.errors import UserError
@@ -15,7 +16,6 @@ from engine.formats.importer import detect_format, import_paths
 from engine.palette import VOC_PALETTE
 from engine.project import Project
 from engine.project import images as project_images
-from formats_support import snapshot
 
 H, W = 24, 32
 

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+from test_formats_annotations import COLORS, NAMES, _table, holey_labels
 
 from engine.formats.coco import CocoWriter, coco_image_labels, read_coco
 from engine.formats.export import LEGEND_FILE, export_masks, read_legend
 from engine.formats.labelme import labelme_to_labels, labels_to_labelme, read_labelme
 from engine.project import Project
-from test_formats_annotations import COLORS, NAMES, _table, holey_labels
 
 REPO = Path(__file__).resolve().parents[3]
 

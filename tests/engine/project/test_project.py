@@ -16,8 +16,7 @@ from PIL import Image
 
 from engine.errors import NewerProjectError, ProjectLockedError, UserError
 from engine.palette import default_class_color
-from engine.project import ClassInfo, Project
-from engine.project import schema
+from engine.project import ClassInfo, Project, schema
 
 REPO = Path(__file__).resolve().parents[3]
 

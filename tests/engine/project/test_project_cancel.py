@@ -10,11 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from formats_support import snapshot
 
 from engine.errors import Cancelled
 from engine.formats import export_masks, import_paths
 from engine.project import Project
-from formats_support import snapshot
 
 SHAPE = (24, 32)
 COUNT = 6

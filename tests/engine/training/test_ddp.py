@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from training_data import make_project
 
 from engine.checkpoint import load_checkpoint
 from engine.project import Project
-from training_data import make_project
 
 REPO = Path(__file__).resolve().parents[3]
 

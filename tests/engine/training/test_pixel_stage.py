@@ -8,10 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from engine.labels import UNLABELED  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.training import pixel_stage  # noqa: E402
-from engine.labels import UNLABELED  # noqa: E402
 from engine.training.data import Example  # noqa: E402
+
 
 def _discs(seed: int, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
     """A grey image of bright discs and its strokes: a line through each disc (class 1) and

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from engine.devices import resolve_device, thread_count
 from engine.errors import UserError
 from engine.normalization import fit_normalization
 from engine.training import Example, TrainConfig
 from engine.training.augment import AugmentSettings, CropMaker, choose_augment
-from engine.training.data import (CropSampler, check_examples, class_weights, input_channels,
-                                  shard)
-from engine.devices import resolve_device, thread_count
+from engine.training.data import CropSampler, check_examples, class_weights, input_channels, shard
 from engine.training.losses import SegmentationLoss
 from engine.training.trainer import lr_factor
 

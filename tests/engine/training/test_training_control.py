@@ -8,13 +8,24 @@ import threading
 import numpy as np
 import pytest
 import torch
+from training_data import make_project, membrane_examples
 
 from engine.checkpoint import load_checkpoint
 from engine.errors import UserError
-from engine.training import (CheckpointSaved, EpochDone, Example, Notice, StepDone, TrainConfig,
-                             TrainFailed, TrainFinished, TrainStarted, train, train_project)
+from engine.training import (
+    CheckpointSaved,
+    EpochDone,
+    Example,
+    Notice,
+    StepDone,
+    TrainConfig,
+    TrainFailed,
+    TrainFinished,
+    TrainStarted,
+    train,
+    train_project,
+)
 from engine.training.trainer import _Loop
-from training_data import make_project, membrane_examples
 
 TINY = {"base": 8, "depth": 3}  # a U-Net that steps in milliseconds
 

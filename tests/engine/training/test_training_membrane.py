@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from training_data import mean_iou, membrane_examples, membrane_pair, sparse_strokes
 
 from engine.inference import Predictor
 from engine.training import Example, TrainConfig, train
-from training_data import mean_iou, membrane_examples, membrane_pair, sparse_strokes
 
 HELD_OUT = (26, 28)
 
