@@ -9,38 +9,12 @@ from typing import Callable
 
 import numpy as np
 
-from engine.bioimageio.constants import (
-    CHECKPOINT_NAME,
-    DEFAULT_LICENSE,
-    INPUT_ID,
-    OUTPUT_ID,
-    RDF_NAME,
-)
-from engine.bioimageio.naming import (
-    check_authors,
-    check_license,
-    check_name,
-    default_author,
-    default_name,
-)
-from engine.bioimageio.rdf import (
-    _file_sha256,
-    _rdf,
-    _readme,
-)
+from engine.bioimageio.constants import CHECKPOINT_NAME, DEFAULT_LICENSE, INPUT_ID, OUTPUT_ID, RDF_NAME
+from engine.bioimageio.naming import check_authors, check_license, check_name, default_author, default_name
+from engine.bioimageio.rdf import _file_sha256, _rdf, _readme
 from engine.bioimageio.source import PackageSource
-from engine.bioimageio.tensors import (
-    _npy_bytes,
-    _png_bytes,
-    _probability_model,
-    _test_crop,
-    _tiff_bytes,
-    cover_image,
-    tile_sizes,
-)
-from engine.bioimageio.yaml_writer import (
-    to_yaml,
-)
+from engine.bioimageio.tensors import _npy_bytes, _png_bytes, _probability_model, _test_crop, _tiff_bytes, cover_image, tile_sizes
+from engine.bioimageio.yaml_writer import to_yaml
 from engine.errors import UserError
 
 

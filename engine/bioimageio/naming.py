@@ -8,10 +8,7 @@ import os
 import re
 from pathlib import Path
 
-from engine.bioimageio.constants import (
-    ARCHITECTURES,
-    NAME_CHARS,
-)
+from engine.bioimageio.constants import ARCHITECTURES, NAME_CHARS
 from engine.errors import UserError
 
 

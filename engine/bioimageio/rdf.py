@@ -9,15 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import __version__
-from engine.bioimageio.constants import (
-    ARCHITECTURES,
-    CHECKPOINT_NAME,
-    CITATIONS,
-    FORMAT_VERSION,
-    INPUT_ID,
-    OUTPUT_ID,
-    PACKAGE_MARKER,
-)
+from engine.bioimageio.constants import ARCHITECTURES, CHECKPOINT_NAME, CITATIONS, FORMAT_VERSION, INPUT_ID, OUTPUT_ID, PACKAGE_MARKER
 from engine.bioimageio.source import PackageSource
 
 

@@ -9,11 +9,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from engine.bioimageio.constants import (
-    CHECKPOINT_NAME,
-    MAX_CHECKPOINT_BYTES,
-    RDF_NAME,
-)
+from engine.bioimageio.constants import CHECKPOINT_NAME, MAX_CHECKPOINT_BYTES, RDF_NAME
 from engine.checkpoint import load_data
 from engine.errors import UserError
 

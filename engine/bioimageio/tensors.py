@@ -7,10 +7,7 @@ import math
 
 import numpy as np
 
-from engine.bioimageio.constants import (
-    MIN_SIDE,
-    TEST_SIDE,
-)
+from engine.bioimageio.constants import MIN_SIDE, TEST_SIDE
 
 
 def _probability_model(model):

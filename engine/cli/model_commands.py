@@ -109,15 +109,7 @@ class _Progress:
 
     def _handlers(self) -> dict:
         """{event class: handler}: a renamed event breaks this import, not its lines silently."""
-        from engine.training.events import (
-            EpochDone,
-            LabelsUpdated,
-            ModelKept,
-            Notice,
-            StepDone,
-            TrainFinished,
-            TrainStarted,
-        )
+        from engine.training.events import EpochDone, LabelsUpdated, ModelKept, Notice, StepDone, TrainFinished, TrainStarted
 
         return {TrainStarted: self._on_train_started, StepDone: self._on_step_done,
                 EpochDone: self._on_epoch_done, Notice: self._on_notice,

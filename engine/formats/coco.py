@@ -41,12 +41,7 @@ from engine.errors import UserError
 from engine.formats.classes import ClassTable
 from engine.formats.jsonfile import read_json_object
 from engine.formats.safepath import resolve_inside
-from engine.formats.uncovered import (
-    MARKER_KEY,
-    UNLABELED_MARKER,
-    file_says_unlabeled,
-    fill_uncovered,
-)
+from engine.formats.uncovered import MARKER_KEY, UNLABELED_MARKER, file_says_unlabeled, fill_uncovered
 from engine.labels import UNLABELED
 
 

@@ -46,12 +46,7 @@ from engine.formats.classes import ClassTable
 from engine.formats.jsonfile import read_json_object
 from engine.formats.polygons import circle_radius, fill_circle, fill_polygons, mask_to_groups
 from engine.formats.safepath import resolve_inside
-from engine.formats.uncovered import (
-    MARKER_KEY,
-    UNLABELED_MARKER,
-    file_says_unlabeled,
-    fill_uncovered,
-)
+from engine.formats.uncovered import MARKER_KEY, UNLABELED_MARKER, file_says_unlabeled, fill_uncovered
 from engine.imageio import configure_pil
 from engine.labels import UNLABELED
 

@@ -30,19 +30,8 @@ Modules: ``checks`` (plain file, format from the first bytes, size limit, :class
 """
 
 
-from engine.imageio.checks import (
-    MAX_PIXELS,
-    SUFFIXES,
-    ImageInfo,
-    check_regular_file,
-    is_image_file,
-)
-from engine.imageio.display import (
-    DISPLAY_HIGH_PERCENTILE,
-    DISPLAY_LOW_PERCENTILE,
-    display_range,
-    to_display,
-)
+from engine.imageio.checks import MAX_PIXELS, SUFFIXES, ImageInfo, check_regular_file, is_image_file
+from engine.imageio.display import DISPLAY_HIGH_PERCENTILE, DISPLAY_LOW_PERCENTILE, display_range, to_display
 from engine.imageio.pil import configure_pil
 from engine.imageio.reading import read_image, read_image_info
 from engine.imageio.verify import verify_image

@@ -13,13 +13,7 @@ import torch
 from torch import nn
 
 from engine.errors import UserError
-from engine.models.layers import (
-    bilinear_upsampler,
-    check_positive_int,
-    init_conv_weights,
-    load_vgg_features,
-    pad_to_multiple,
-)
+from engine.models.layers import bilinear_upsampler, check_positive_int, init_conv_weights, load_vgg_features, pad_to_multiple
 from engine.models.registry import register_model
 from engine.models.weights import apply_weights_file, fetch_pretrained
 

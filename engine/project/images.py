@@ -17,14 +17,7 @@ from engine.errors import UserError, raise_if_stopped
 from engine.labels import MAX_CLASSES, UNLABELED
 from engine.natural_order import is_regular_file, natural_key, unique_paths
 from engine.palette import palette_for
-from engine.project.base import (
-    BAD_NAME_CHARS,
-    IMAGES,
-    LABELS,
-    PREDICTIONS,
-    ProjectBase,
-    utc_now,
-)
+from engine.project.base import BAD_NAME_CHARS, IMAGES, LABELS, PREDICTIONS, ProjectBase, utc_now
 from engine.project.classes import check_class_name, check_color
 from engine.project.integrity import inside_project
 from engine.project.labelpng import encode_png8, read_png8

@@ -38,24 +38,8 @@ from engine.devices import device_name, thread_count
 from engine.errors import UserError
 from engine.labels import UNLABELED
 from engine.training.config import TrainConfig
-from engine.training.data import (
-    CropSampler,
-    Example,
-    check_examples,
-    class_pixel_counts,
-    class_weights,
-    split_validation,
-)
-from engine.training.events import (
-    LabelsUpdated,
-    ModelKept,
-    Notice,
-    StepDone,
-    TrainFailed,
-    TrainFinished,
-    TrainResult,
-    TrainStarted,
-)
+from engine.training.data import CropSampler, Example, check_examples, class_pixel_counts, class_weights, split_validation
+from engine.training.events import LabelsUpdated, ModelKept, Notice, StepDone, TrainFailed, TrainFinished, TrainResult, TrainStarted
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.setup import prepare

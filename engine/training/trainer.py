@@ -26,26 +26,11 @@ from engine.devices import device_name, is_out_of_memory, thread_count
 from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training.data import Example
-from engine.training.events import (
-    EpochDone,
-    Notice,
-    StepDone,
-    TrainFailed,
-    TrainFinished,
-    TrainResult,
-    TrainStarted,
-)
+from engine.training.events import EpochDone, Notice, StepDone, TrainFailed, TrainFinished, TrainResult, TrainStarted
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
 from engine.training.loop_base import BEST_NAME, LAST_NAME, MIN_CROP, LoopBase
-from engine.training.loop_parts import (
-    Emitter,
-    LossWindow,
-    jsonable,
-    lr_factor,
-    optimizer_kind,
-    score,
-)
+from engine.training.loop_parts import Emitter, LossWindow, jsonable, lr_factor, optimizer_kind, score
 from engine.training.setup import Prepared, prepare
 from engine.training.validation import validation_confusion
 

@@ -22,16 +22,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
-from engine.training.events import (
-    CheckpointSaved,
-    EpochDone,
-    LabelsUpdated,
-    ModelKept,
-    Notice,
-    StepDone,
-    TrainFailed,
-    TrainStarted,
-)
+from engine.training.events import CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice, StepDone, TrainFailed, TrainStarted
 from gui.jobs import JobRunner
 from gui.loop.engine_jobs import WARM_UP_DELAY_MS, probe_devices, warm_up
 from gui.loop.model_panel import mean_iou

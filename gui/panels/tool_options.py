@@ -5,16 +5,7 @@ that are not 8-bit (16-bit, float), which the screen can only show through a win
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
-    QLabel,
-    QPushButton,
-    QSlider,
-    QSpinBox,
-    QToolBar,
-    QWidget,
-)
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QLabel, QPushButton, QSlider, QSpinBox, QToolBar, QWidget
 
 from gui.tools.base import MAX_BRUSH, MIN_BRUSH, ToolContext
 

@@ -13,14 +13,7 @@ from PIL import Image
 
 from engine.checkpoint import save_checkpoint
 from engine.errors import UserError
-from engine.inference import (
-    Prediction,
-    PredictionStopped,
-    Predictor,
-    PredictProgress,
-    predict_project,
-    tile_layout,
-)
+from engine.inference import Prediction, PredictionStopped, Predictor, PredictProgress, predict_project, tile_layout
 from engine.models import build_model
 
 torch.set_num_threads(int(os.environ.get("MASKLOOP_TORCH_THREADS", "2")))

@@ -5,16 +5,7 @@ trainer, and Ctrl+L again stops it into a run like any other. On the built-in sa
 from __future__ import annotations
 
 import numpy as np
-from loop_support import (  # noqa: F401
-    close_window,
-    copy_project,
-    dialogs,
-    open_window,
-    quick_training,
-    read_label_file,
-    sample_template,
-    shown_classmap,
-)
+from loop_support import close_window, copy_project, dialogs, open_window, quick_training, read_label_file, sample_template, shown_classmap  # noqa: F401
 
 
 def test_ctrl_l_trains_live_refreshes_the_prediction_and_learns_a_new_stroke(

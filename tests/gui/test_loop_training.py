@@ -7,15 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from loop_support import (  # noqa: F401
-    close_window,
-    copy_project,
-    dialogs,
-    open_window,
-    quick_training,
-    sample_template,
-    shown_classmap,
-)
+from loop_support import close_window, copy_project, dialogs, open_window, quick_training, sample_template, shown_classmap  # noqa: F401
 from PySide6.QtCore import Qt
 
 

@@ -4,14 +4,7 @@ import numpy as np
 
 from engine.labels import UNLABELED
 from engine.training.data import Example, split_validation
-from engine.training.holdout import (
-    CELL,
-    CONTEXT,
-    image_key,
-    split_examples,
-    validation_cells,
-    validation_mask,
-)
+from engine.training.holdout import CELL, CONTEXT, image_key, split_examples, validation_cells, validation_mask
 
 
 def _dense(n, size=512):

@@ -13,15 +13,7 @@ from engine.normalization import fit_normalization
 from engine.training import Example, TrainConfig, train
 from engine.training.augment import AugmentSettings, CropMaker
 from engine.training.data import CropSampler
-from engine.training.resident import (
-    DeviceBatchStream,
-    ResidentImages,
-    StreamedImages,
-    _Sampler,
-    affine_row,
-    draw_params,
-    make_images,
-)
+from engine.training.resident import DeviceBatchStream, ResidentImages, StreamedImages, _Sampler, affine_row, draw_params, make_images
 from engine.training.stream import BatchStream
 
 CPU = torch.device("cpu")
