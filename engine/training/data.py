@@ -209,12 +209,3 @@ def samples_per_epoch(examples: list[Example], crop: int) -> int:
     """Crops that tile every training image about once (at least 8)."""
     area = sum(ex.label.size for ex in examples)
     return max(8, math.ceil(area / (crop * crop)))
-
-
-def shard(samples: list, rank: int, world: int) -> list:
-    """Process ``rank``'s share of an epoch (all shares equally long, as DistributedSampler)."""
-    if world <= 1:
-        return samples
-    per = math.ceil(len(samples) / world)
-    padded = samples + samples[: per * world - len(samples)]
-    return padded[rank::world]

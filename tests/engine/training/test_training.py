@@ -12,7 +12,7 @@ from engine.errors import UserError
 from engine.normalization import fit_normalization
 from engine.training import Example, TrainConfig
 from engine.training.augment import AugmentSettings, CropMaker, choose_augment
-from engine.training.data import CropSampler, check_examples, class_weights, input_channels, shard
+from engine.training.data import CropSampler, check_examples, class_weights, input_channels
 from engine.training.losses import SegmentationLoss
 from engine.training.trainer import lr_factor
 
@@ -39,13 +39,6 @@ def test_sampler_centres_only_on_labeled_pixels_and_balances_a_rare_class():
     assert 0.25 < (values == 1).mean() < 0.75  # half the draws pick a class first
     assert centres == sampler.epoch(0, 2000)  # reproducible from seed and epoch
     assert centres != sampler.epoch(1, 2000)
-
-
-def test_shard_splits_an_epoch_between_processes_without_overlap():
-    samples = list(range(12))
-    parts = [shard(samples, r, 3) for r in range(3)]
-    assert sorted(sum(parts, [])) == samples
-    assert all(len(p) == 4 for p in parts)
 
 
 @pytest.mark.parametrize("mode", ["dihedral", "flips", "none"])
