@@ -47,6 +47,9 @@ def _register_train(subparsers) -> None:
                         "pretrained, scratch, or a CHECKPOINT file")
     p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3 U-Net, 1e-4 FCN; halved to fine-tune)")
     p.add_argument("--loss", default="ce", choices=("ce", "ce+dice"), help="cross-entropy, or plus Dice")
+    p.add_argument("--smoothness", type=float,
+                   help="weight of the edge-aware smoothness term that teaches the unlabeled "
+                        "pixels between strokes where boundaries lie (0: off)")
     p.add_argument("--val-fraction", type=float,
                    help="share of the 64 px squares of every image whose labels validate and are "
                         "never trained on (default 0.1; 0: no validation, the last model is kept)")
@@ -222,7 +225,8 @@ def run_train(args: argparse.Namespace) -> int:
                          epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
                          crop=args.crop, lr=args.lr, device=args.device, init=args.init,
                          val_fraction=args.val_fraction, seed=args.seed, amp=not args.no_amp,
-                         loss=args.loss, num_threads=args.threads, augment=args.augment,
+                         loss=args.loss, smoothness=args.smoothness,
+                         num_threads=args.threads, augment=args.augment,
                          compile=bool(getattr(args, "compile", False)))
     if not Path(args.project).is_dir():
         raise UserError("no such project folder", args.project)

@@ -107,7 +107,8 @@ class LoopBase:
             lr=self.p.resolved.lr * lr_factor(0.0, self.p.resolved.warmup),
             **optimizer_kind(self.device))
         weights = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
-        self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice")
+        self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice",
+                                        smoothness=self.p.resolved.smoothness)
 
     def close(self) -> None:
         """Take the run's hooks off the model (it may be used again after the run)."""
@@ -220,7 +221,7 @@ class LoopBase:
             with torch.autocast(self.device.type, dtype=self.autocast_dtype,
                                 enabled=self.autocast_dtype is not None):
                 logits = self.net(x)
-            loss = self.loss_fn(logits, y)
+            loss = self.loss_fn(logits, y, x)
             if self.scaler is not None:
                 self.scaler.scale(loss).backward()
             else:
@@ -287,7 +288,7 @@ class LoopBase:
             "metrics": metrics,
             "train": {**self.p.config.to_dict(), "crop": self.crop, "batch_size": self.batch_size,
                       "lr": resolved.lr, "epochs": resolved.epochs, "minutes": resolved.minutes,
-                      "init_kind": self.p.init_kind, "init_from": self.p.init_from,
+                      "smoothness": resolved.smoothness, "init_kind": self.p.init_kind, "init_from": self.p.init_from,
                       "augment": self.p.augment, "class_weights": self.class_weights.tolist(),
                       "world_size": self.dist.world, "epoch": epoch, "step": step,
                       "train_images": [ex.name for ex in self.p.train],

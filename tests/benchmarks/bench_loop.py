@@ -104,12 +104,18 @@ class Ours:
         return read_image(path)
 
 
-def run_learner(sim, learner, gts, eval_paths, eval_gts, args, classes: int) -> list[dict]:
+def run_learner(sim, learner, gts, eval_paths, eval_gts, args, classes: int,
+                replay: list | None = None) -> list[dict]:
+    """The loop; with ``replay`` (another learner's rows), that learner's labels of each round
+    instead of corrections of this one's mistakes."""
     unl = sim.UNL
     labels = [np.full(g.shape, unl, np.uint8) for g in gts]
     rows, strokes = [], 0
     for rnd in range(1, args.rounds + 1):
-        if rnd == 1:
+        if replay is not None:
+            labels = [lab.copy() for lab in replay[rnd - 1]["labels"]]
+            strokes = replay[rnd - 1]["strokes"]
+        elif rnd == 1:
             for j, (g, lab) in enumerate(zip(gts, labels)):
                 strokes += sim.first_strokes(g, lab, classes, 2, 5, np.random.default_rng([args.seed, j]))
         else:
@@ -120,9 +126,28 @@ def run_learner(sim, learner, gts, eval_paths, eval_gts, args, classes: int) -> 
         seconds = time.perf_counter() - t0
         miou, per_class = sim.score(learner.predict_eval(eval_paths), eval_gts, classes)
         rows.append({"round": rnd, "strokes": strokes, "miou": miou, "per_class": per_class,
-                     "train_s": seconds, "steps": getattr(learner, "steps", None)})
+                     "train_s": seconds, "steps": getattr(learner, "steps", None),
+                     "labels": [lab.copy() for lab in labels]})
         print(f"  {type(learner).__name__} round {rnd}: mIoU {miou:.4f} ({strokes} strokes, "
               f"{seconds:.0f} s)", flush=True)
+    return rows
+
+
+def save_rows(path: str, rows: list[dict]) -> None:
+    # one array per label: the images need not share a size
+    labels = {f"label_{i}_{j}": lab for i, r in enumerate(rows) for j, lab in enumerate(r["labels"])}
+    np.savez_compressed(path, miou=[r["miou"] for r in rows], strokes=[r["strokes"] for r in rows],
+                        **labels)
+
+
+def load_rows(path: str) -> list[dict]:
+    with np.load(path, allow_pickle=False) as z:
+        count = sum(1 for k in z.files if k.startswith("label_0_"))
+        rows = [{"round": i + 1, "miou": float(m), "strokes": int(s),
+                 "labels": [z[f"label_{i}_{j}"] for j in range(count)]}
+                for i, (m, s) in enumerate(zip(z["miou"], z["strokes"]))]
+    for r in rows:
+        print(f"  Forest round {r['round']}: mIoU {r['miou']:.4f} ({r['strokes']} strokes, cached)")
     return rows
 
 
@@ -139,7 +164,15 @@ def main() -> int:
     budget.add_argument("--minutes", type=float, help="our training per round as wall-clock minutes instead")
     ap.add_argument("--train-args", default="", help="extra `train` options for ours, e.g. '--lr 1e-3'")
     ap.add_argument("--which", choices=("both", "ours", "forest"), default="both")
+    ap.add_argument("--same-strokes", action="store_true",
+                    help="ours gets the forest's labels of every round (not corrections of its own "
+                         "mistakes): the two learners compared on identical labels, and a change "
+                         "to ours judged without the loop's feedback")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--forest-cache", metavar="FILE.npz",
+                    help="the forest's rounds (scores and labels) from FILE if it exists, else run "
+                         "and saved there: the forest is deterministic, so A/B runs of ours need it once")
+    ap.add_argument("--keep", metavar="DIR", help="keep our project in DIR (new folder) to look at afterwards")
     args = ap.parse_args()
     if not (Path(args.dataset) / "images").is_dir():
         sys.exit(f"bench_loop: no images/ in {args.dataset}")
@@ -156,15 +189,27 @@ def main() -> int:
     args.train_paths = train_paths
 
     results = {}
-    with tempfile.TemporaryDirectory(prefix="bench-loop-") as work:
+    if args.keep:
+        os.makedirs(args.keep)
+    with (contextlib.nullcontext(args.keep) if args.keep else
+          tempfile.TemporaryDirectory(prefix="bench-loop-")) as work:
+        if args.same_strokes and args.which == "ours":
+            sys.exit("bench_loop: --same-strokes needs the forest's labels: --which both")
         if args.which in ("both", "forest"):
             print("forest (ilastik-style features, 100 trees)", flush=True)
-            results["forest"] = run_learner(sim, sim.Forest(args), gts, eval_paths, eval_gts, args, args.classes)
+            if args.forest_cache and os.path.isfile(args.forest_cache):
+                results["forest"] = load_rows(args.forest_cache)
+            else:
+                results["forest"] = run_learner(sim, sim.Forest(args), gts, eval_paths, eval_gts,
+                                                args, args.classes)
+                if args.forest_cache:
+                    save_rows(args.forest_cache, results["forest"])
         if args.which in ("both", "ours"):
             budget = f"{args.minutes} min" if args.minutes is not None else f"{args.epochs} epochs"
             print(f"maskloop (train defaults, {budget} a round)", flush=True)
             results["ours"] = run_learner(sim, Ours(args, train_paths, args.classes, work), gts,
-                                          eval_paths, eval_gts, args, args.classes)
+                                          eval_paths, eval_gts, args, args.classes,
+                                          replay=results["forest"] if args.same_strokes else None)
 
     print()
     print("| round | strokes (ours) | forest mIoU | maskloop mIoU | maskloop - forest | maskloop - its previous round | steps |")
