@@ -112,6 +112,41 @@ def class_pixel_counts(examples: list[Example], num_classes: int) -> np.ndarray:
     return counts
 
 
+# Labeled pixels, as a share of the labeled images' area, below which the labels are taken as
+# strokes rather than masks (are_strokes).
+STROKES_BELOW = 0.5
+
+
+def are_strokes(examples: list[Example]) -> bool:
+    """Whether the labels are strokes (scribbles, corrections) rather than masks: under half of
+    the labeled images' pixels carry a label. Two things change with it: class weights
+    (:func:`loss_class_weights`) and whether a new run continues from the last one
+    (engine.training.setup.restarts_on)."""
+    labeled = area = 0
+    for ex in examples:
+        n = int(np.count_nonzero(ex.label != UNLABELED))
+        if n:
+            labeled += n
+            area += int(ex.label.size)
+    return area > 0 and labeled < STROKES_BELOW * area
+
+
+def loss_class_weights(examples: list[Example], num_classes: int) -> np.ndarray:
+    """The loss's class weights for these labels: :func:`class_weights` of the labeled pixels'
+    class counts for masks, none (all 1) for strokes.
+
+    Mask counts are the classes' true frequencies, and the weights keep a rare class from being
+    drowned. Stroke counts say how much the person painted of each class (who paints a few
+    strokes of each class has balanced them already), and weighting by them pushes the
+    prediction towards whichever class got the fewest pixels of paint: on membrane with
+    sim_loop's strokes (round 3, a fresh run of 72 steps) the weights took held-out mIoU from
+    0.666 to 0.637, predicting the thin class on 37% of the pixels where it covers 21%.
+    """
+    if are_strokes(examples):
+        return np.ones(num_classes, np.float32)
+    return class_weights(class_pixel_counts(examples, num_classes))
+
+
 def class_weights(counts: np.ndarray, clip: tuple[float, float] = (0.2, 5.0)) -> np.ndarray:
     """Loss weight per class: sqrt(median frequency / frequency), clipped.
 

@@ -38,7 +38,7 @@ from engine.devices import device_name, thread_count
 from engine.errors import UserError
 from engine.labels import UNLABELED
 from engine.training.config import TrainConfig
-from engine.training.data import CropSampler, Example, check_examples, class_pixel_counts, class_weights, split_validation
+from engine.training.data import CropSampler, Example, check_examples, class_pixel_counts, loss_class_weights, split_validation
 from engine.training.events import LabelsUpdated, ModelKept, Notice, StepDone, TrainFailed, TrainFinished, TrainResult, TrainStarted
 from engine.training.guards import StopRequested
 from engine.training.holdout import validation_summary
@@ -141,8 +141,8 @@ class _LiveLoop(_Loop):
             return False
         self.p.train, self.p.val = train, val
         self.val_version += 1
+        self.class_weights = loss_class_weights(train, self.num_classes)
         counts = class_pixel_counts(train, self.num_classes)
-        self.class_weights = class_weights(counts)
         self.loss_fn.weight.copy_(self._weights_tensor())
         self.sampler = CropSampler(train, self.crop, seed=self.p.config.seed + self.val_version)
         self.emit(LabelsUpdated(len({ex.name for ex in train}), _labeled_pixels(train),

@@ -18,7 +18,7 @@ from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training import resident
 from engine.training.augment import AugmentSettings, CropMaker
-from engine.training.data import CropSampler, class_pixel_counts, class_weights, samples_per_epoch
+from engine.training.data import CropSampler, loss_class_weights, samples_per_epoch
 from engine.training.events import CheckpointSaved, Notice
 from engine.training.guards import ModelGuard, StopRequested
 from engine.training.holdout import validation_summary
@@ -70,8 +70,7 @@ class LoopBase:
         self._crops = crops_mode()
         self._images = None  # resident.ResidentImages / StreamedImages, and for which examples
         self._images_for = None
-        counts = class_pixel_counts(p.train, self.num_classes)
-        self.class_weights = class_weights(counts)
+        self.class_weights = loss_class_weights(p.train, self.num_classes)
         self._shard = self._shard_of = None  # this process's training images, and of which
         self.sampler = CropSampler(self._train_shard(), self.crop, seed=p.config.seed)
 

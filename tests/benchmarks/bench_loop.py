@@ -128,8 +128,8 @@ def run_learner(sim, learner, gts, eval_paths, eval_gts, args, classes: int,
         rows.append({"round": rnd, "strokes": strokes, "miou": miou, "per_class": per_class,
                      "train_s": seconds, "steps": getattr(learner, "steps", None),
                      "labels": [lab.copy() for lab in labels]})
-        print(f"  {type(learner).__name__} round {rnd}: mIoU {miou:.4f} ({strokes} strokes, "
-              f"{seconds:.0f} s)", flush=True)
+        print(f"  {type(learner).__name__} round {rnd}: mIoU {miou:.4f} per class {per_class} "
+              f"({strokes} strokes, {seconds:.0f} s)", flush=True)
     return rows
 
 
