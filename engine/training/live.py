@@ -366,7 +366,9 @@ def train_live(project, config: TrainConfig, callback=None,
     if examples is None:
         return None
     last = last_checkpoint_for(project, config.model) if config.init == "last" else None
-    prepared = prepare(examples, project.classes, config, last)
+    # Live training judges every new state against the model in use, which is the last run's
+    # model as it continues: it keeps continuing on strokes too.
+    prepared = prepare(examples, project.classes, config, last, restart_strokes=False)
     if not prepared.train:  # every label so far is in held-out squares: train on them all
         prepared.train, prepared.val = prepared.val, []
     run_config = {**config.to_dict(), "live": True, "init_kind": prepared.init_kind,

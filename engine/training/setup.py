@@ -36,10 +36,6 @@ class Prepared:
     augment: str
     resolved: Resolved
     notices: list[str] = field(default_factory=list)
-    # The last run's model when this run starts afresh instead of continuing from it (labels
-    # are strokes: see restarts_on): a candidate judged on the same validation pixels, kept
-    # when the new training does not beat it.
-    previous: Any = None
 
 
 def normalize_classes(classes) -> list[dict[str, Any]]:
@@ -146,7 +142,7 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     """Check the inputs and build the model. ``last_checkpoint``: what ``init="last"`` means
     here (the project's latest run of this model), or None when there is none.
     ``restart_strokes``: with labels that are strokes (:func:`restarts_on`), ``init="last"``
-    trains a fresh model and keeps the last one as a candidate (``Prepared.previous``)."""
+    trains a fresh model (the last run's normalisation is kept)."""
     import torch
 
     from engine.models import resolve_options
@@ -168,29 +164,25 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     init = config.init
     normalization = None
     init_from = None
-    previous = None
     if init == "last" and last_checkpoint is not None:
         told_before = len(notices)
-        model, normalization, kind, init_from, reset = _from_checkpoint(
+        model, normalization, kind, init_from = _from_checkpoint(
             Path(last_checkpoint), config, options, num_classes, channels, notices, strict=False)
         if model is None:
             model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
         elif restart_strokes and restarts_on(examples):
-            # The last run's normalisation stays, so that it is judged as it was trained.
-            previous = None if reset else model  # a new class layer would lose to anything
             del notices[told_before:]  # what continuing would have kept or changed
             init_from = None
             torch.manual_seed(config.seed)  # the same fresh weights as init="scratch"
             model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
-            notices.append("the labels are strokes: this training starts afresh, which learns "
-                           "corrections better than continuing; the last model is kept if the "
-                           "new one does not beat it on the validation pixels")
+            notices.append("the labels are strokes: this training starts afresh from them, which "
+                           "learns corrections better than continuing the last model")
     elif init == "last":
         model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
     elif init in ("pretrained", "scratch"):
         model, kind = _fresh_model(config, options, num_classes, channels, init, notices)
     else:
-        model, normalization, kind, init_from, _ = _from_checkpoint(
+        model, normalization, kind, init_from = _from_checkpoint(
             Path(init), config, options, num_classes, channels, notices, strict=True)
     if normalization is None:
         normalization = fit_normalization((ex.image for ex in train), channels, seed=config.seed)
@@ -198,14 +190,14 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     return Prepared(config=config, classes=classes, train=train, val=val, channels=channels,
                     model=model, normalization=normalization, init_kind=kind, init_from=init_from,
                     device=device, dist=dist, augment=choose_augment(config.augment, examples),
-                    resolved=resolved, notices=notices, previous=previous)
+                    resolved=resolved, notices=notices)
 
 
 def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes: int,
                      channels: int, notices: list[str], strict: bool):
-    """Fine-tune start: (model, normalisation, kind, path, names of re-initialised parameters).
-    ``strict`` (a file the user named): misfits are errors; otherwise (the project's last run) a
-    misfit means "start afresh", said in a notice."""
+    """Fine-tune start: (model, normalisation, kind, path). ``strict`` (a file the user named):
+    misfits are errors; otherwise (the project's last run) a misfit means "start afresh", said
+    in a notice."""
     from engine.checkpoint import INIT_OPTIONS, load_checkpoint
 
     try:
@@ -220,7 +212,7 @@ def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes
         if strict:
             raise
         notices.append(f"cannot continue from the last run ({exc}); starting afresh")
-        return None, None, None, None, []
+        return None, None, None, None
     if fresh:
         notices.append(f"the number of classes changed ({ckpt.num_classes} -> {num_classes}): "
                        "the class layer starts afresh, the rest continues from the checkpoint")
@@ -233,4 +225,4 @@ def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes
     norm = ckpt.normalization
     if len(norm.get("mean", ())) != channels or len(norm.get("std", ())) != channels:
         norm = None
-    return model, norm, ("last" if not strict else "checkpoint"), str(path), list(fresh)
+    return model, norm, ("last" if not strict else "checkpoint"), str(path)

@@ -206,12 +206,7 @@ class _Loop(LoopBase):
         its best, and it scored 0.79 there against 0.52 on whole held-out images, beating
         the network that was better on them (membrane, sim_loop's robot, round 1)."""
         p = self.p
-        if self.stop_event.is_set() or not p.val:
-            return
-        if p.previous is not None:
-            self._judge_previous(r)
-            return
-        if p.init_kind not in ("last", "checkpoint"):
+        if not p.val or p.init_kind not in ("last", "checkpoint") or self.stop_event.is_set():
             return
         v0 = time.monotonic()
         try:
@@ -223,28 +218,6 @@ class _Loop(LoopBase):
         r.last_val_end = time.monotonic()
         r.best.offer(metrics, 0, self._weights_copy)
         r.last_metrics = dict(metrics)
-
-    def _judge_previous(self, r: _RunState) -> None:
-        """A run that started afresh on strokes (engine.training.setup.restarts_on) has the last
-        run's model as its first candidate, scored on this run's validation pixels: the run
-        keeps it unless training beats it there, so a short run after a long one loses
-        nothing. Its weights are lent to the network for the scoring, then given back."""
-        previous = {k: v.detach().to("cpu", copy=True) for k, v in self.p.previous.state_dict().items()}
-        self.p.previous = None  # its memory is not needed past this
-        fresh = self._weights_copy()
-        self.model.load_state_dict(previous)
-        v0 = time.monotonic()
-        try:
-            metrics = self._validate()
-        except StopRequested:
-            r.stopped = True
-            return
-        finally:
-            self.model.load_state_dict(fresh)
-        r.val_seconds = time.monotonic() - v0
-        r.last_val_end = time.monotonic()
-        r.best.offer(metrics, 0, lambda: previous)
-        self._previous_state = previous
 
     def _train_epochs(self, r: _RunState) -> None:
         """Steps until the budget is spent, the last epoch ends, or a stop is asked for."""
@@ -378,12 +351,6 @@ class _Loop(LoopBase):
         """Both checkpoints and metrics.json (process 0 only); TrainFinished."""
         p = self.p
         best = r.best
-        kept_previous = best.state is not None and best.state is getattr(self, "_previous_state", None)
-        if kept_previous:
-            new = score(r.last_metrics)
-            versus = f" (mean IoU {new:.3f} against {best.score:.3f})" if math.isfinite(new) else ""
-            self.emit(Notice(f"the new training did not beat the last model on the validation "
-                             f"pixels{versus}: the last model is kept as this run's model"))
         if p.dist.enabled:
             ddp.barrier()
         last_path = self.out_dir / LAST_NAME
@@ -395,7 +362,7 @@ class _Loop(LoopBase):
         summary = dict(best.metrics)
         summary.update({"epochs": r.epoch, "steps": r.step,
                         "seconds": round(time.monotonic() - r.t0, 1),
-                        "best_epoch": best.epoch, "kept_previous": kept_previous, "images_per_s": round(r.ips or 0.0, 2),
+                        "best_epoch": best.epoch, "images_per_s": round(r.ips or 0.0, 2),
                         "pixel_stage": self.pixel_stage,
                         "val_images": sorted({ex.name for ex in p.val}),
                         "validation": validation_summary(p.val)})

@@ -33,7 +33,7 @@ from gui.loop.chart import TrainingChart
 # The four networks in the order a user should meet them; available_models() may add
 # more once torch is loaded (see set_models).
 MODEL_LABELS = {"unet": "U-Net", "fcn8s": "FCN-8s", "fcn16s": "FCN-16s", "fcn32s": "FCN-32s"}
-INIT_LABELS = {"last": "Continue from the last model", "pretrained": "Pretrained weights (ImageNet)",
+INIT_LABELS = {"last": "Build on the last model", "pretrained": "Pretrained weights (ImageNet)",
                "scratch": "From scratch", "file": "Start from a model file…"}
 # A Maskloop checkpoint, or a bioimage.io package Maskloop exported (engine.checkpoint reads both).
 MODEL_FILE_FILTER = "Maskloop models (*.pt *.zip);;All files (*)"
@@ -76,8 +76,10 @@ class TrainingPanel(QWidget):
         self.model_combo.setToolTip("The network to train")
         self.set_models(list(MODEL_LABELS))
         self.init_combo = QComboBox()
-        self.init_combo.setToolTip("Where the weights start: the last trained model of this "
-                                   "project, ImageNet weights, or random")
+        self.init_combo.setToolTip("Where the weights start. Build on the last model: with masks, "
+                                   "continue training it; with strokes, train afresh on all of "
+                                   "them (which takes corrections in better). Or ImageNet "
+                                   "weights, or random")
         self.budget_spin = QSpinBox()
         self.budget_spin.setRange(1, 100_000)
         self.budget_spin.setValue(5)

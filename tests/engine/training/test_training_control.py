@@ -261,3 +261,55 @@ def test_out_of_memory_while_validating_shrinks_the_tiles(small, tmp_path, monke
     assert notices == ["out of memory while validating: tiles of 512 px now",
                        "out of memory while validating: tiles of 256 px now"]
     assert result.metrics["mean_iou"] is not None
+
+
+def _stroke_project(tmp_path, slices_dir):
+    """Four slices with a few strokes each (a few percent of the pixels), as a person paints."""
+    from training_data import membrane_pair, sparse_strokes
+
+    project = make_project(tmp_path / "strokes", slices_dir, range(4), size=96, labeled=False)
+    for j, record in enumerate(project.images()):
+        _, label = membrane_pair(slices_dir, j, 96)
+        project.write_label(record.id, sparse_strokes(label, 30, seed=j, width=5, length=30))
+    return project
+
+
+def test_strokes_train_afresh_from_the_last_runs_normalisation(tmp_path, slices_dir):
+    """On strokes, init "last" trains a fresh model (what it would have continued from is not
+    loaded into it) with the last run's normalisation; masks continue (test above)."""
+    plain = {**TINY, "features": False}
+    with _stroke_project(tmp_path, slices_dir) as project:
+        assert 0 < sum(r.labeled_pixels for r in project.images()) < 0.5 * 4 * 96 * 96
+        first = train_project(project, tiny_config(epochs=2, model_options=plain))
+        notices = []
+        second = train_project(project, tiny_config(epochs=1, model_options=plain),
+                               lambda e: notices.append(e.text) if isinstance(e, Notice) else None)
+        run = project.run(second.run)
+        assert run.config["init_kind"] == "scratch" and run.config["init_from"] is None
+        assert run.config["lr"] == pytest.approx(3e-3)  # a fresh start's, not half of it
+        assert any("labels are strokes: this training starts afresh" in t for t in notices)
+        last, new = load_checkpoint(first.best_checkpoint), load_checkpoint(second.best_checkpoint)
+        assert new.normalization == last.normalization
+        # The same weights as a run asked to start from scratch (same seed, same labels).
+        scratch = train_project(project, tiny_config(epochs=1, model_options=plain, init="scratch"))
+        fresh = load_checkpoint(scratch.best_checkpoint)
+        for key, value in fresh.state_dict.items():
+            assert torch.allclose(new.state_dict[key].float(), value.float()), key
+
+
+def test_masks_continue_and_strokes_drop_class_weights(tmp_path, slices_dir):
+    from training_data import membrane_pair, sparse_strokes
+
+    from engine.training.data import are_strokes, class_pixel_counts, class_weights, loss_class_weights
+
+    masks = membrane_examples(slices_dir, range(3), 96)
+    strokes = [Example(ex.name, ex.image, sparse_strokes(ex.label, 20, seed=i, width=5))
+               for i, ex in enumerate(masks)]
+    assert not are_strokes(masks) and are_strokes(strokes)
+    np.testing.assert_allclose(loss_class_weights(masks, 2), class_weights(class_pixel_counts(masks, 2)))
+    assert not np.allclose(loss_class_weights(masks, 2), 1.0)  # membranes are the rarer class
+    np.testing.assert_array_equal(loss_class_weights(strokes, 2), np.ones(2, np.float32))
+    # A mask on one image and nothing on another: the unlabeled image does not make it strokes.
+    _, label = membrane_pair(slices_dir, 0, 96)
+    half = [Example("a", masks[0].image, label), Example("b", masks[1].image, np.full_like(label, 255))]
+    assert not are_strokes(half)
