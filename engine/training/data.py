@@ -121,7 +121,7 @@ def are_strokes(examples: list[Example]) -> bool:
     """Whether the labels are strokes (scribbles, corrections) rather than masks: under half of
     the labeled images' pixels carry a label. Two things change with it: class weights
     (:func:`loss_class_weights`) and whether a new run continues from the last one
-    (engine.training.setup.restarts_on)."""
+    (engine.training.setup.prepare)."""
     labeled = area = 0
     for ex in examples:
         n = int(np.count_nonzero(ex.label != UNLABELED))

@@ -85,21 +85,6 @@ def labeled_classes_notice(examples: list[Example], classes: list[dict[str, Any]
     return None
 
 
-def restarts_on(examples: list[Example]) -> bool:
-    """Whether ``init="last"`` starts afresh for these labels: they are strokes, not masks
-    (engine.training.data.are_strokes).
-
-    With strokes, each new run's labels are the last ones plus corrections of the last model's
-    worst mistakes, and a network continued from that model keeps most of the decision it made
-    on the old strokes: in sim_loop's robot loop on membrane (the forest's strokes of each round,
-    72 steps a run) continuing scored 0.643/0.578/0.660 in rounds 2-4 on held-out slices, a
-    fresh start 0.670/0.623/0.686 (the ilastik-style forest 0.661/0.579/0.654). A run on the
-    per-pixel stage costs seconds, so starting afresh is cheap; with full masks there is
-    nothing to unlearn and continuing adds the last run's training to this one's.
-    """
-    return are_strokes(examples)
-
-
 def _either(names: list[str], word: str = "or") -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} {word} {names[-1]}"
 
@@ -141,8 +126,16 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
             last_checkpoint: str | Path | None = None, restart_strokes: bool = True) -> Prepared:
     """Check the inputs and build the model. ``last_checkpoint``: what ``init="last"`` means
     here (the project's latest run of this model), or None when there is none.
-    ``restart_strokes``: with labels that are strokes (:func:`restarts_on`), ``init="last"``
-    trains a fresh model (the last run's normalisation is kept)."""
+    ``restart_strokes``: with labels that are strokes (engine.training.data.are_strokes),
+    ``init="last"`` trains a fresh model (the last run's normalisation is kept).
+
+    Why afresh on strokes: each new run's labels are the last ones plus corrections of the last
+    model's worst mistakes, and a network continued from that model keeps most of what it decided
+    on the old strokes. In sim_loop's robot loop on membrane (the forest's strokes of each round,
+    72 steps a run) continuing scored 0.643/0.578/0.660 in rounds 2-4 on held-out slices, a fresh
+    start 0.670/0.623/0.686 (the ilastik-style forest 0.661/0.579/0.654). The per-pixel stage makes
+    a fresh start cheap; with masks there is nothing to unlearn, and continuing adds the last
+    run's training to this one's."""
     import torch
 
     from engine.models import resolve_options
@@ -170,7 +163,7 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
             Path(last_checkpoint), config, options, num_classes, channels, notices, strict=False)
         if model is None:
             model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
-        elif restart_strokes and restarts_on(examples):
+        elif restart_strokes and are_strokes(examples):
             del notices[told_before:]  # what continuing would have kept or changed
             init_from = None
             torch.manual_seed(config.seed)  # the same fresh weights as init="scratch"
