@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from engine.formats.registry import MODEL_EXPORT_FORMATS
 from gui.export_paths import export_start, remember_export
+from gui.loop.engine_jobs import load_engine
 from gui.loop.model_panel import ModelPanel
 from gui.loop.package_dialog import PackageOptions
 from gui.loop.worker import Worker, training_threads
@@ -37,6 +38,7 @@ def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.nd
         from engine.inference import PredictionStopped, Predictor
         from engine.metrics import confusion_matrix, metrics_from_confusion
 
+        load_engine()
         set_threads(training_threads())
         k = len(class_names)
         total, done = len(checkpoints) * len(examples), 0

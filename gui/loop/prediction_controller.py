@@ -13,6 +13,7 @@ import numpy as np
 from PySide6.QtCore import Signal
 
 from engine.errors import UserError
+from gui.loop.engine_jobs import load_engine
 from gui.loop.prediction_panel import PredictionPanel
 from gui.loop.predictions import accept_unlabeled, pick_next, region_at
 from gui.loop.worker import Worker, training_threads, usable_cores
@@ -33,6 +34,7 @@ def _predict_one(checkpoint: Path, image_path: Path):
         from engine.imageio import read_image
         from engine.inference import PredictionStopped, Predictor
 
+        load_engine()
         set_threads(training_threads())
 
         image = read_image(image_path)
@@ -310,6 +312,7 @@ class PredictionController(WindowPart):
             from engine.devices import set_threads
             from engine.inference import predict_project
 
+            load_engine()
             set_threads(training_threads())
             return predict_project(project, run, ids, callback=emit, stop_event=stop)
 

@@ -24,7 +24,7 @@ from engine.devices import is_out_of_memory
 from engine.errors import UserError, WeightsUnavailableError
 from engine.training.events import CheckpointSaved, EpochDone, LabelsUpdated, ModelKept, Notice, StepDone, TrainFailed, TrainStarted
 from gui.jobs import JobRunner
-from gui.loop.engine_jobs import WARM_UP_DELAY_MS, probe_devices, warm_up
+from gui.loop.engine_jobs import WARM_UP_DELAY_MS, load_engine, probe_devices, warm_up
 from gui.loop.model_panel import mean_iou
 from gui.loop.training_panel import TrainingPanel, format_duration
 from gui.loop.worker import Worker, training_threads
@@ -211,11 +211,13 @@ class TrainingController(WindowPart):
             return False
         if live:
             def job(emit, stop):
+                load_engine()
                 from engine.training import train_live
 
                 return train_live(project, train_config, callback=emit, stop_event=stop)
         else:
             def job(emit, stop):
+                load_engine()
                 from engine.training import train_project
 
                 return train_project(project, train_config, callback=emit, stop_event=stop)
