@@ -172,6 +172,9 @@ def main() -> int:
     ap.add_argument("--forest-cache", metavar="FILE.npz",
                     help="the forest's rounds (scores and labels) from FILE if it exists, else run "
                          "and saved there: the forest is deterministic, so A/B runs of ours need it once")
+    ap.add_argument("--ours-cache", metavar="FILE.npz",
+                    help="write our labels of every round there (the forest cache's format): "
+                         "look at what the corrections of our mistakes taught")
     ap.add_argument("--keep", metavar="DIR", help="keep our project in DIR (new folder) to look at afterwards")
     args = ap.parse_args()
     if not (Path(args.dataset) / "images").is_dir():
@@ -210,6 +213,8 @@ def main() -> int:
             results["ours"] = run_learner(sim, Ours(args, train_paths, args.classes, work), gts,
                                           eval_paths, eval_gts, args, args.classes,
                                           replay=results["forest"] if args.same_strokes else None)
+            if args.ours_cache:
+                save_rows(args.ours_cache, results["ours"])
 
     print()
     print("| round | strokes (ours) | forest mIoU | maskloop mIoU | maskloop - forest | maskloop - its previous round | steps |")
