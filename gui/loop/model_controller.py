@@ -33,12 +33,12 @@ def evaluate_runs(checkpoints: dict[str, Path], examples: list[tuple[Path, np.nd
     the labeled pixels (``engine.metrics``). Emits ``(done, total)`` after each prediction."""
 
     def job(emit, stop):
+        load_engine()  # before any engine import: it pauses the collector
         from engine.devices import set_threads
         from engine.imageio import read_image
         from engine.inference import PredictionStopped, Predictor
         from engine.metrics import confusion_matrix, metrics_from_confusion
 
-        load_engine()
         set_threads(training_threads())
         k = len(class_names)
         total, done = len(checkpoints) * len(examples), 0

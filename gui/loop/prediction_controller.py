@@ -30,11 +30,11 @@ def _predict_one(checkpoint: Path, image_path: Path):
     """Worker job factory: one image through the checkpoint's network."""
 
     def job(emit, stop):
+        load_engine()  # before any engine import: it pauses the collector
         from engine.devices import set_threads
         from engine.imageio import read_image
         from engine.inference import PredictionStopped, Predictor
 
-        load_engine()
         set_threads(training_threads())
 
         image = read_image(image_path)
@@ -309,10 +309,10 @@ class PredictionController(WindowPart):
         self._all_total, self._all_done = len(ids), 0
 
         def job(emit, stop):
+            load_engine()  # before any engine import: it pauses the collector
             from engine.devices import set_threads
             from engine.inference import predict_project
 
-            load_engine()
             set_threads(training_threads())
             return predict_project(project, run, ids, callback=emit, stop_event=stop)
 
