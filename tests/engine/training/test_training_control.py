@@ -297,7 +297,7 @@ def test_strokes_train_afresh_from_the_last_runs_normalisation(tmp_path, slices_
             assert torch.allclose(new.state_dict[key].float(), value.float()), key
 
 
-def test_masks_continue_and_strokes_drop_class_weights(tmp_path, slices_dir):
+def test_masks_keep_class_weights_and_strokes_drop_them(tmp_path, slices_dir):
     from training_data import membrane_pair, sparse_strokes
 
     from engine.training.data import are_strokes, class_pixel_counts, class_weights, loss_class_weights
