@@ -50,6 +50,10 @@ def _register_train(subparsers) -> None:
     p.add_argument("--smoothness", type=float,
                    help="weight of the edge-aware smoothness term that teaches the unlabeled "
                         "pixels between strokes where boundaries lie (0: off)")
+    p.add_argument("--no-confident-labels", action="store_true",
+                   help="with strokes, train on the strokes only: by default the pixels you left "
+                        "unlabeled also train as the last stored prediction where it was at "
+                        "least 95%% sure")
     p.add_argument("--val-fraction", type=float,
                    help="share of the 64 px squares of every image whose labels validate and are "
                         "never trained on (default 0.1; 0: no validation, the last model is kept)")
@@ -227,7 +231,8 @@ def run_train(args: argparse.Namespace) -> int:
                          val_fraction=args.val_fraction, seed=args.seed, amp=not args.no_amp,
                          loss=args.loss, smoothness=args.smoothness,
                          num_threads=args.threads, augment=args.augment,
-                         compile=bool(getattr(args, "compile", False)))
+                         compile=bool(getattr(args, "compile", False)),
+                         confident_labels=not getattr(args, "no_confident_labels", False))
     if not Path(args.project).is_dir():
         raise UserError("no such project folder", args.project)
     if args.live:

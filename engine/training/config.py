@@ -55,6 +55,9 @@ class TrainConfig:
     # torch.compile the network: opt-in, since compiling costs tens of seconds a run, helps
     # only where kernel launches limit the step, and falls back to eager where unsupported.
     compile: bool = False
+    # With strokes, train also on the pixels the person left alone where the last prediction
+    # they saw was confident (engine.training.confident).
+    confident_labels: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,6 +105,8 @@ class TrainConfig:
                             f"{', '.join(AUGMENT_CHOICES)}")
         if self.num_threads is not None and (not isinstance(self.num_threads, int) or self.num_threads < 1):
             raise UserError(f"threads must be a whole number of at least 1, not {self.num_threads!r}")
+        if not isinstance(self.confident_labels, bool):
+            raise UserError(f"confident labels must be true or false, not {self.confident_labels!r}")
         if not isinstance(self.init, str) or not self.init:
             raise UserError("init must be last, pretrained, scratch or a checkpoint path")
         from engine.devices import check_device_name

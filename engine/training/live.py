@@ -371,10 +371,13 @@ def train_live(project, config: TrainConfig, callback=None,
     prepared = prepare(examples, project.classes, config, last, restart_strokes=False)
     if not prepared.train:  # every label so far is in held-out squares: train on them all
         prepared.train, prepared.val = prepared.val, []
+    from engine.training.confident import CORRECTED, saw_predictions
+
+    corrected = saw_predictions(project, [ex.ident for ex in examples])
     run_config = {**config.to_dict(), "live": True, "init_kind": prepared.init_kind,
                   "init_from": prepared.init_from, "crop": prepared.resolved.crop,
                   "batch_size": prepared.resolved.batch_size, "lr": prepared.resolved.lr,
-                  "augment": prepared.augment, "world_size": 1}
+                  "augment": prepared.augment, "world_size": 1, CORRECTED: corrected}
     run_name = write(lambda p: p.new_run(config.model, run_config).name)
 
     def record_kept(path: Path, metrics: dict) -> None:

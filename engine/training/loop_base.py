@@ -70,7 +70,7 @@ class LoopBase:
         self._crops = crops_mode()
         self._images = None  # resident.ResidentImages / StreamedImages, and for which examples
         self._images_for = None
-        self.class_weights = loss_class_weights(p.train, self.num_classes)
+        self.class_weights = loss_class_weights(p.train, self.num_classes, strokes=p.strokes)
         self._shard = self._shard_of = None  # this process's training images, and of which
         self.sampler = CropSampler(self._train_shard(), self.crop, seed=p.config.seed)
 
@@ -106,8 +106,13 @@ class LoopBase:
             lr=self.p.resolved.lr * lr_factor(0.0, self.p.resolved.warmup),
             **optimizer_kind(self.device))
         weights = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
+        pseudo = None
+        if self.p.confident_pixels:
+            from engine.training.confident import PSEUDO_WEIGHT
+
+            pseudo = PSEUDO_WEIGHT
         self.loss_fn = SegmentationLoss(self.num_classes, weights, self.p.config.loss == "ce+dice",
-                                        smoothness=self.p.resolved.smoothness)
+                                        smoothness=self.p.resolved.smoothness, pseudo_weight=pseudo)
 
     def close(self) -> None:
         """Take the run's hooks off the model (it may be used again after the run)."""

@@ -88,8 +88,11 @@ def edge_aware_smoothness(logits: torch.Tensor, image: torch.Tensor,
 
 class SegmentationLoss(torch.nn.Module):
     def __init__(self, num_classes: int, class_weights: torch.Tensor | None, dice: bool,
-                 smoothness: float = 0.0):
+                 smoothness: float = 0.0, pseudo_weight: float | None = None):
         super().__init__()
+        # Labels PSEUDO + k are class k filled from a confident prediction
+        # (engine.training.confident), weighted by pseudo_weight; None: there are none.
+        self.pseudo_weight = pseudo_weight
         self.num_classes = num_classes
         self.dice = dice
         self.smoothness = float(smoothness)
@@ -99,14 +102,24 @@ class SegmentationLoss(torch.nn.Module):
                 image: torch.Tensor | None = None) -> torch.Tensor:
         # Weighted mean over labeled pixels, written out so that a batch without any labeled
         # pixel gives 0 rather than 0/0 = NaN, with no host-device sync to check for it.
+        valid = target != UNLABELED
+        pixel_weight = None
+        if self.pseudo_weight is not None:
+            from engine.training.confident import PSEUDO
+
+            pseudo = valid & (target >= PSEUDO)
+            target = torch.where(pseudo, target - PSEUDO, target)
+            pixel_weight = torch.where(pseudo, self.pseudo_weight, 1.0)
         per_pixel = F.cross_entropy(logits.float(), target, weight=self.weight,
                                     ignore_index=UNLABELED, reduction="none")
-        valid = target != UNLABELED
         if self.weight is not None:
-            denom = (self.weight[torch.where(valid, target, 0)] * valid).sum()
+            counted = self.weight[torch.where(valid, target, 0)] * valid
         else:
-            denom = valid.sum()
-        loss = per_pixel.sum() / denom.clamp_min(1e-6)
+            counted = valid.float()
+        if pixel_weight is not None:
+            per_pixel = per_pixel * pixel_weight
+            counted = counted * pixel_weight
+        loss = per_pixel.sum() / counted.sum().clamp_min(1e-6)
         if self.dice:
             loss = loss + soft_dice_loss(logits, target, self.num_classes)
         if self.smoothness > 0 and image is not None:

@@ -27,6 +27,7 @@ import numpy as np
 
 from engine.labels import UNLABELED
 from engine.normalization import normalize
+from engine.training.confident import PSEUDO
 from engine.training.data import Example
 
 PIXELS_PER_CLASS = 20_000  # per image, as the ilastik-style forest samples
@@ -52,7 +53,7 @@ def _sample(label: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     flat = label.ravel()
     picked = []
     for k in np.unique(flat).tolist():
-        if k == UNLABELED:
+        if k == UNLABELED or k >= PSEUDO:  # fitted on the person's labels only
             continue
         idx = np.flatnonzero(flat == k)
         if idx.size > PIXELS_PER_CLASS:

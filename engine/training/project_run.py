@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.training import distributed as ddp
 from engine.training.config import TrainConfig
-from engine.training.data import Example
+from engine.training.data import Example, are_strokes
 from engine.training.events import TrainResult
 from engine.training.setup import prepare
 from engine.training.trainer import run_training
@@ -66,7 +66,14 @@ def train_project(project, config: TrainConfig, callback=None,
                         "(or import masks) before training", project.path)
     check_feasible(config, examples, project.path)
     last = last_checkpoint_for(project, config.model) if config.init == "last" else None
-    prepared = prepare(examples, project.classes, config, last)
+    from engine.training.confident import CORRECTED, saw_predictions, stored_predictions
+
+    ids = [ex.ident for ex in examples]
+    corrected = saw_predictions(project, ids)
+    predictions = None
+    if config.confident_labels and are_strokes(examples):
+        predictions = stored_predictions(project, ids)
+    prepared = prepare(examples, project.classes, config, last, predictions=predictions)
     dist = prepared.dist
 
     run_name = None
@@ -76,6 +83,7 @@ def train_project(project, config: TrainConfig, callback=None,
                       "batch_size": prepared.resolved.batch_size, "lr": prepared.resolved.lr,
                       "minutes": prepared.resolved.minutes, "augment": prepared.augment,
                       "world_size": dist.world,
+                      "confident_pixels": prepared.confident_pixels, CORRECTED: corrected,
                       "train_image_ids": [ex.ident for ex in prepared.train],
                       "val_image_ids": sorted({ex.ident for ex in prepared.val})}
         run_name = project.new_run(config.model, run_config).name

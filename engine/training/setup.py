@@ -36,6 +36,10 @@ class Prepared:
     augment: str
     resolved: Resolved
     notices: list[str] = field(default_factory=list)
+    # Whether the labels trained on are strokes (engine.training.data.are_strokes): it sets the
+    # loss's class weights.
+    strokes: bool = False
+    confident_pixels: int = 0  # predicted pixels trained on as labels (engine.training.confident)
 
 
 def normalize_classes(classes) -> list[dict[str, Any]]:
@@ -123,7 +127,8 @@ def _fresh_model(config: TrainConfig, options: dict, num_classes: int, channels:
 
 
 def prepare(examples: list[Example], classes, config: TrainConfig,
-            last_checkpoint: str | Path | None = None, restart_strokes: bool = True) -> Prepared:
+            last_checkpoint: str | Path | None = None, restart_strokes: bool = True,
+            predictions: dict | None = None) -> Prepared:
     """Check the inputs and build the model. ``last_checkpoint``: what ``init="last"`` means
     here (the project's latest run of this model), or None when there is none.
     ``restart_strokes``: with labels that are strokes (engine.training.data.are_strokes),
@@ -135,7 +140,11 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     72 steps a run) continuing scored 0.643/0.578/0.660 in rounds 2-4 on held-out slices, a fresh
     start 0.670/0.623/0.686 (the ilastik-style forest 0.661/0.579/0.654). The per-pixel stage makes
     a fresh start cheap; with masks there is nothing to unlearn, and continuing adds the last
-    run's training to this one's."""
+    run's training to this one's.
+
+    ``predictions``: image id -> the stored (class map, confidence) the person saw; with strokes
+    their confident pixels join the training labels (engine.training.confident), unless
+    ``config.confident_labels`` is off."""
     import torch
 
     from engine.models import resolve_options
@@ -152,6 +161,21 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     told = labeled_classes_notice(examples, classes)
     if told:
         notices.append(told)
+    strokes = are_strokes(examples)
+    confident_pixels = 0
+    if strokes and predictions and config.confident_labels:
+        from engine.training.confident import CONFIDENT, fill_confident
+        from engine.training.holdout import FRACTION
+
+        share = FRACTION if config.val_fraction is None else float(config.val_fraction)
+        train, filled = fill_confident(train, predictions, num_classes, share)
+        confident_pixels = filled.pixels
+        if filled.pixels:
+            notices.append(f"the labels are strokes: {filled.share:.0%} of the other pixels of "
+                           f"{filled.images} image{'s' if filled.images != 1 else ''} train as "
+                           f"the last prediction you saw there, where it was at least "
+                           f"{CONFIDENT:.0%} sure (your strokes always win; validation uses your "
+                           "labels only)")
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
     init = config.init
@@ -163,7 +187,7 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
             Path(last_checkpoint), config, options, num_classes, channels, notices, strict=False)
         if model is None:
             model, kind = _fresh_model(config, options, num_classes, channels, "auto", notices)
-        elif restart_strokes and are_strokes(examples):
+        elif restart_strokes and strokes:
             del notices[told_before:]  # what continuing would have kept or changed
             init_from = None
             torch.manual_seed(config.seed)  # the same fresh weights as init="scratch"
@@ -183,7 +207,8 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     return Prepared(config=config, classes=classes, train=train, val=val, channels=channels,
                     model=model, normalization=normalization, init_kind=kind, init_from=init_from,
                     device=device, dist=dist, augment=choose_augment(config.augment, examples),
-                    resolved=resolved, notices=notices)
+                    resolved=resolved, notices=notices, strokes=are_strokes(train),
+                    confident_pixels=confident_pixels)
 
 
 def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes: int,

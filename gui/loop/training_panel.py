@@ -12,6 +12,7 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -118,11 +119,18 @@ class TrainingPanel(QWidget):
         self.device_combo = QComboBox()
         self.device_combo.addItem("Automatic (GPU when there is one)", "auto")
         self.device_combo.setToolTip("Where training runs")
+        self.confident_check = QCheckBox("Learn from the predictions I left alone")
+        self.confident_check.setChecked(True)
+        self.confident_check.setToolTip(
+            "With strokes, also train on the pixels you did not paint, as the last prediction "
+            "you saw there, where it was at least 95% sure (your strokes always win). Holds "
+            "what the model already got right while your corrections fix the rest.")
         adv = QFormLayout(self.advanced_box)
         adv.addRow("Batch size", self.batch_spin)
         adv.addRow("Crop size", self.crop_spin)
         adv.addRow("Learning rate", self.lr_spin)
         adv.addRow("Device", self.device_combo)
+        adv.addRow(self.confident_check)
         self.advanced_box.setVisible(False)
         self.advanced_button.toggled.connect(self._toggle_advanced)
 
@@ -283,6 +291,7 @@ class TrainingPanel(QWidget):
             "crop": self.crop_spin.value() or None,
             "lr": self.lr_spin.value() or None,
             "device": self.device_combo.currentData() or "auto",
+            "confident_labels": self.confident_check.isChecked(),
         }
 
     def apply_settings(self, saved: dict) -> None:
@@ -298,6 +307,7 @@ class TrainingPanel(QWidget):
         self.batch_spin.setValue(int(saved.get("batch_size") or 0))
         self.crop_spin.setValue(int(saved.get("crop") or 0))
         self.lr_spin.setValue(float(saved.get("lr") or 0.0))
+        self.confident_check.setChecked(saved.get("confident_labels", True) is not False)
         # Once a model of this kind exists, continuing from it is the default, as it is right
         # after a training; a remembered "scratch" from before the first model would otherwise
         # throw the loop's progress away on reopening.
