@@ -83,6 +83,9 @@ def test_a_label_saved_after_the_start_joins_training_and_stop_keeps_a_run(proje
     run = p.run(result.run)
     assert run.status == "stopped" and run.checkpoint.is_file()
     assert run.config["live"] is True
+    # No prediction was on screen when it began: its labels hold no corrections, and its own
+    # predictions will not be trusted as labels (engine.training.confident).
+    assert run.config["trained_on_corrections"] is False
     assert load_checkpoint(run.checkpoint).num_classes == 2
 
 
