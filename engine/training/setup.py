@@ -170,12 +170,6 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
         share = FRACTION if config.val_fraction is None else float(config.val_fraction)
         train, filled = fill_confident(train, predictions, num_classes, share)
         confident_pixels = filled.pixels
-        if filled.pixels:
-            notices.append(f"the labels are strokes: {filled.share:.0%} of the other pixels of "
-                           f"{filled.images} image{'s' if filled.images != 1 else ''} train as "
-                           f"the last prediction you saw there, where it was at least "
-                           f"{CONFIDENT:.0%} sure (your strokes always win; validation uses your "
-                           "labels only)")
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
     init = config.init
@@ -201,6 +195,11 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     else:
         model, normalization, kind, init_from = _from_checkpoint(
             Path(init), config, options, num_classes, channels, notices, strict=True)
+    if confident_pixels:
+        notices.append(f"{filled.share:.0%} of the pixels you left unlabeled on {filled.images} "
+                       f"image{'s' if filled.images != 1 else ''} train as the last prediction "
+                       f"you saw there, where it was at least {CONFIDENT:.0%} sure (your strokes "
+                       "always win; validation uses your labels only)")
     if normalization is None:
         normalization = fit_normalization((ex.image for ex in train), channels, seed=config.seed)
     resolved = resolve_config(config, getattr(model, "maskloop_options", options), device.type, kind)

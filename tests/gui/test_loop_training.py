@@ -264,3 +264,23 @@ def test_a_misspelt_setting_is_refused_before_a_worker_starts(qtbot, tmp_path, d
     assert title == "Cannot train" and "batchsize" in text
     assert not window.loop.training.is_running() and window.project.runs() == []
     close_window(qtbot, window)
+
+
+def test_the_left_alone_switch_reaches_the_run_and_is_remembered(qtbot, tmp_path, dialogs,
+                                                                 sample_template):
+    path = copy_project(sample_template, tmp_path)
+    window = open_window(qtbot, path)
+    loop = window.loop
+    quick_training(loop, epochs=1)
+    panel = loop.training_panel
+    assert panel.confident_check.isChecked() and panel.settings()["confident_labels"] is True
+    panel.confident_check.setChecked(False)
+    result = _train_and_wait(qtbot, loop)
+    assert window.project.run(result.run).config["confident_labels"] is False
+    assert dialogs.errors == []
+    close_window(qtbot, window)
+
+    window = open_window(qtbot, path)
+    assert not window.loop.training_panel.confident_check.isChecked()
+    assert window.loop.training_panel.settings()["confident_labels"] is False
+    close_window(qtbot, window)

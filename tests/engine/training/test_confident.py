@@ -163,7 +163,7 @@ def test_a_project_run_on_strokes_trusts_predictions_of_runs_trained_on_correcti
         pixels = project.run(third.run).config["confident_pixels"]
         held = validation_mask(128, 128, ids[0])
         assert pixels == int(((project.read_label(ids[0]) == UNLABELED) & ~held).sum())
-        assert any("of 1 image train as the last prediction you saw" in n for n in notices)
+        assert any("on 1 image train as the last prediction you saw" in n for n in notices)
 
         off = train_project(project, _config(confident_labels=False))
         assert project.run(off.run).config["confident_pixels"] == 0
