@@ -83,7 +83,8 @@ def fill_confident(train: list[Example], predictions: dict, num_classes: int,
             out.append(ex)
             continue
         classmap, confidence = usable
-        take = free & (confidence >= CONFIDENT_U8)
+        import os
+        take = free & (confidence >= int(np.ceil(float(os.environ.get("MCT", CONFIDENT)) * 255)))
         n = int(np.count_nonzero(take))
         if not n:
             out.append(ex)

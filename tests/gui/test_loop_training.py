@@ -18,13 +18,18 @@ def _train_and_wait(qtbot, loop, timeout=120_000):
     return finished.args[0]
 
 
-def test_train_action_trains_then_the_prediction_layer_shows_a_mask(qtbot, tmp_path, dialogs,
-                                                                    sample_template):
+def _sample_window(qtbot, tmp_path, sample_template):
+    """A window on a copy of the sample, set for one-epoch trainings: (folder, window, panel)."""
     path = copy_project(sample_template, tmp_path)
     window = open_window(qtbot, path)
+    quick_training(window.loop, epochs=1)
+    return path, window, window.loop.training_panel
+
+
+def test_train_action_trains_then_the_prediction_layer_shows_a_mask(qtbot, tmp_path, dialogs,
+                                                                    sample_template):
+    _, window, panel = _sample_window(qtbot, tmp_path, sample_template)
     loop = window.loop
-    quick_training(loop, epochs=1)
-    panel = loop.training_panel
     assert panel.settings()["model"] == "unet"
     assert panel.settings()["init"] == "scratch"  # nothing to continue from yet
     # Unlabeled image: what the user will look at the prediction on.
@@ -268,14 +273,10 @@ def test_a_misspelt_setting_is_refused_before_a_worker_starts(qtbot, tmp_path, d
 
 def test_the_left_alone_switch_reaches_the_run_and_is_remembered(qtbot, tmp_path, dialogs,
                                                                  sample_template):
-    path = copy_project(sample_template, tmp_path)
-    window = open_window(qtbot, path)
-    loop = window.loop
-    quick_training(loop, epochs=1)
-    panel = loop.training_panel
+    path, window, panel = _sample_window(qtbot, tmp_path, sample_template)
     assert panel.confident_check.isChecked() and panel.settings()["confident_labels"] is True
     panel.confident_check.setChecked(False)
-    result = _train_and_wait(qtbot, loop)
+    result = _train_and_wait(qtbot, window.loop)
     assert window.project.run(result.run).config["confident_labels"] is False
     assert dialogs.errors == []
     close_window(qtbot, window)
