@@ -83,8 +83,7 @@ def fill_confident(train: list[Example], predictions: dict, num_classes: int,
             out.append(ex)
             continue
         classmap, confidence = usable
-        import os
-        take = free & (confidence >= int(np.ceil(float(os.environ.get("MCT", CONFIDENT)) * 255)))
+        take = free & (confidence >= CONFIDENT_U8)
         n = int(np.count_nonzero(take))
         if not n:
             out.append(ex)
