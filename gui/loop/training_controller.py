@@ -26,7 +26,7 @@ from engine.training.events import CheckpointSaved, EpochDone, LabelsUpdated, Mo
 from gui.jobs import JobRunner
 from gui.loop.engine_jobs import WARM_UP_DELAY_MS, load_engine, probe_devices, warm_up
 from gui.loop.model_panel import mean_iou
-from gui.loop.training_panel import TrainingPanel, format_duration
+from gui.loop.training_panel import TrainingPanel, format_duration, start_label
 from gui.loop.worker import Worker, training_threads
 from gui.workspace import Feedback, WindowPart, Workspace
 
@@ -228,7 +228,7 @@ class TrainingController(WindowPart):
         self.panel.set_running(True, live=live)
         what = "Live training" if live else "Training"
         self.panel.show_epoch_line(f"— {what} {self.panel.model_combo.currentText()} "
-                                   f"({config['init']} start) —")
+                                   f"({start_label(config['init'], config['model'])}) —")
         if live:
             self._live_state = {"step": 0, "score": None, "kept_step": None, "kept_at": None,
                                 "images": 0, "labels_at": None}

@@ -46,6 +46,16 @@ PRETRAINED_LABELS = {"unet": "Pretrained encoder (ResNet-18, ImageNet)"}
 INIT_OPTIONS = ("pretrained", "weights_path")
 
 
+def start_label(init: str, model: str) -> str:
+    """How the log names a start: the Start menu's words, or the model file's name. (The engine's
+    notices that follow say what it made of it, e.g. a fresh start on strokes.)"""
+    if init == "pretrained":
+        return PRETRAINED_LABELS.get(model, INIT_LABELS["pretrained"])
+    if init in ("last", "scratch"):
+        return INIT_LABELS[init]
+    return f"from {Path(init).name}"
+
+
 LIVE_TIP = ("Train live (Ctrl+L): the model keeps learning while you label, until you stop it. "
             "Every saved stroke joins within seconds; a new model replaces the one in use only "
             "when it scores better on the validation squares.")

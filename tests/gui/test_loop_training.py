@@ -47,6 +47,7 @@ def test_train_action_trains_then_the_prediction_layer_shows_a_mask(qtbot, tmp_p
     assert len(panel.chart.loss_points) >= 2
     assert len(panel.chart.iou_points) == 1
     log = panel.log.toPlainText()
+    assert "— Training U-Net (From scratch) —" in log
     assert "Epoch 1: loss" in log and "validation mIoU" in log
     assert panel.progress.value() == panel.progress.maximum()
     assert panel.train_button.isEnabled() and not panel.stop_button.isEnabled()
