@@ -19,7 +19,10 @@ the boundary where it was wrong. A pixel gets its predicted class as a label whe
   the person's labels only and no pseudo-label is trained on there either,
 - the prediction's confidence is at least ``CONFIDENT``: a model's probabilities near the top
   are right far more often than its middling ones, and a wrong region the person corrected
-  keeps its unsure edges out of training.
+  keeps its unsure edges out of training,
+- the prediction was made by a run whose own labels already held corrections
+  (:func:`stored_predictions`): a first model, trained on scribbles alone, is sure of too much
+  that is wrong.
 
 With masks (engine.training.data.are_strokes) there is nothing to fill: masks train alone.
 Measured: see docs/training.md and BENCHMARKS.md ("Robot loop").
@@ -40,9 +43,8 @@ from engine.training.holdout import FRACTION, image_key, validation_mask
 CONFIDENT = 0.95
 CONFIDENT_U8 = int(np.ceil(CONFIDENT * 255))
 # A filled pixel of class k is stored in the training label as PSEUDO + k (engine.training.data
-# .PSEUDO), so that the loss can weigh it apart from the person's labels; hence at most PSEUDO
-# classes.
-
+# .PSEUDO), so that the loss, the class counts and the per-pixel stage tell it from the person's
+# labels; hence at most PSEUDO classes.
 
 # Loss weight of a filled pixel against a painted one. Lower weights did worse on membrane
 # (sim_loop's robot, 72 steps): 0.1 gave 0.604 in round 2 and 0.648 in round 4 where 1 gave
