@@ -111,21 +111,21 @@ def _usable(stored, shape: tuple[int, int], num_classes: int):
     return classmap, confidence
 
 
-def saw_predictions(project, image_ids) -> bool:
-    """Whether any of these images had a stored prediction when the run began: then the person
-    painted with a model's mistakes in view, and the labels hold corrections. Recorded in the
-    run's config (``CORRECTED``); only such a run's predictions are trusted as labels."""
-    by_id = {r.id: r for r in project.images()}
-    return any(by_id[i].prediction_run is not None for i in image_ids if i in by_id)
+def saw_predictions(records) -> bool:
+    """Whether any of these image records (the labeled images, as the run begins) has a stored
+    prediction: then the person painted with a model's mistakes in view, and the labels hold
+    corrections. Recorded in the run's config (``CORRECTED``); only such a run's predictions are
+    trusted as labels."""
+    return any(r.prediction_run is not None for r in records)
 
 
 # The run config key that says whether the run's labels held corrections (:func:`saw_predictions`).
 CORRECTED = "trained_on_corrections"
 
 
-def stored_predictions(project, image_ids) -> dict:
-    """image id -> the stored (class map, confidence) of each image whose prediction was made by
-    one of the project's runs trained on corrections (``CORRECTED``).
+def stored_predictions(project, records) -> dict:
+    """image id -> the stored (class map, confidence) of each of these image records whose
+    prediction was made by one of the project's runs trained on corrections (``CORRECTED``).
 
     Why not every prediction: a first model, trained on scribbles before anyone saw what it
     makes of them, is sure of much that is wrong. On membrane (sim_loop's robot) 12.5% of the
@@ -140,16 +140,14 @@ def stored_predictions(project, image_ids) -> dict:
     trusted: dict[str, bool] = {}
     for run in project.runs():
         trusted[run.name] = bool((run.config or {}).get(CORRECTED))
-    by_id = {r.id: r for r in project.images()}
     out = {}
-    for image_id in image_ids:
-        record = by_id.get(image_id)
-        if record is None or not trusted.get(record.prediction_run or "", False):
+    for record in records:
+        if not trusted.get(record.prediction_run or "", False):
             continue
         try:
-            stored = project.read_prediction(image_id)
+            stored = project.read_prediction(record.id)
         except UserError:
             continue  # a damaged prediction file: the run trains without it, as with none
         if stored is not None:
-            out[image_id] = stored
+            out[record.id] = stored
     return out

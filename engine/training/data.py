@@ -102,10 +102,17 @@ def split_validation(examples: list[Example], fraction: float | None, seed: int 
 
     del seed
     labeled = [ex for ex in examples if bool((ex.label != UNLABELED).any())]
-    share = holdout.FRACTION if fraction is None else float(fraction)
+    share = validation_share(fraction)
     if share <= 0:
         return labeled, []
     return holdout.split_examples(labeled, share)
+
+
+def validation_share(fraction: float | None) -> float:
+    """The share of squares that validate: ``fraction``, or the default share for None."""
+    from engine.training import holdout
+
+    return holdout.FRACTION if fraction is None else float(fraction)
 
 
 def class_pixel_counts(examples: list[Example], num_classes: int) -> np.ndarray:
@@ -139,8 +146,7 @@ def are_strokes(examples: list[Example]) -> bool:
     return area > 0 and labeled < STROKES_BELOW * area
 
 
-def loss_class_weights(examples: list[Example], num_classes: int,
-                       strokes: bool | None = None) -> np.ndarray:
+def loss_class_weights(examples: list[Example], num_classes: int) -> np.ndarray:
     """The loss's class weights for these labels: :func:`class_weights` of the labeled pixels'
     class counts for masks, none (all 1) for strokes.
 
@@ -150,10 +156,11 @@ def loss_class_weights(examples: list[Example], num_classes: int,
     prediction towards whichever class got the fewest pixels of paint: on membrane with
     sim_loop's strokes (round 3, a fresh run of 72 steps) the weights took held-out mIoU from
     0.666 to 0.637, predicting the thin class on 37% of the pixels where it covers 21%.
-    ``strokes``: decided by the caller (the person's labels, before confident predictions joined
-    them: engine.training.confident); None: :func:`are_strokes` of ``examples``.
+    Pixels filled from a confident prediction (engine.training.confident) count as labeled: where
+    they and the strokes cover most of the images, their counts follow the classes' true shares
+    and the weights of masks apply.
     """
-    if are_strokes(examples) if strokes is None else strokes:
+    if are_strokes(examples):
         return np.ones(num_classes, np.float32)
     return class_weights(class_pixel_counts(examples, num_classes))
 

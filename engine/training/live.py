@@ -373,7 +373,7 @@ def train_live(project, config: TrainConfig, callback=None,
         prepared.train, prepared.val = prepared.val, []
     from engine.training.confident import CORRECTED, saw_predictions
 
-    corrected = saw_predictions(project, [ex.ident for ex in examples])
+    corrected = saw_predictions(project.labeled_images())
     run_config = {**config.to_dict(), "live": True, "init_kind": prepared.init_kind,
                   "init_from": prepared.init_from, "crop": prepared.resolved.crop,
                   "batch_size": prepared.resolved.batch_size, "lr": prepared.resolved.lr,

@@ -70,7 +70,7 @@ class LoopBase:
         self._crops = crops_mode()
         self._images = None  # resident.ResidentImages / StreamedImages, and for which examples
         self._images_for = None
-        self.class_weights = loss_class_weights(p.train, self.num_classes, strokes=p.strokes)
+        self.class_weights = loss_class_weights(p.train, self.num_classes)
         self._shard = self._shard_of = None  # this process's training images, and of which
         self.sampler = CropSampler(self._train_shard(), self.crop, seed=p.config.seed)
 

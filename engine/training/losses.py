@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.labels import UNLABELED
+from engine.training.data import PSEUDO
 
 
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -105,8 +106,6 @@ class SegmentationLoss(torch.nn.Module):
         valid = target != UNLABELED
         pixel_weight = None
         if self.pseudo_weight is not None:
-            from engine.training.confident import PSEUDO
-
             pseudo = valid & (target >= PSEUDO)
             target = torch.where(pseudo, target - PSEUDO, target)
             pixel_weight = torch.where(pseudo, self.pseudo_weight, 1.0)

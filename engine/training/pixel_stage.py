@@ -27,8 +27,7 @@ import numpy as np
 
 from engine.labels import UNLABELED
 from engine.normalization import normalize
-from engine.training.confident import PSEUDO
-from engine.training.data import Example
+from engine.training.data import PSEUDO, Example
 
 PIXELS_PER_CLASS = 20_000  # per image, as the ilastik-style forest samples
 TILE = 1024

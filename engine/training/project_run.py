@@ -68,11 +68,11 @@ def train_project(project, config: TrainConfig, callback=None,
     last = last_checkpoint_for(project, config.model) if config.init == "last" else None
     from engine.training.confident import CORRECTED, saw_predictions, stored_predictions
 
-    ids = [ex.ident for ex in examples]
-    corrected = saw_predictions(project, ids)
+    records = project.labeled_images()  # the images snapshot_examples read
+    corrected = saw_predictions(records)
     predictions = None
     if config.confident_labels and are_strokes(examples):
-        predictions = stored_predictions(project, ids)
+        predictions = stored_predictions(project, records)
     prepared = prepare(examples, project.classes, config, last, predictions=predictions)
     dist = prepared.dist
 

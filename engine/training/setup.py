@@ -16,7 +16,7 @@ from engine.errors import UserError, WeightsUnavailableError
 from engine.normalization import Normalization, fit_normalization
 from engine.training.augment import choose_augment
 from engine.training.config import Resolved, TrainConfig, resolve_config
-from engine.training.data import Example, are_strokes, check_examples, input_channels, split_validation
+from engine.training.data import Example, are_strokes, check_examples, input_channels, split_validation, validation_share
 from engine.training.distributed import DistInfo, current
 
 
@@ -36,9 +36,6 @@ class Prepared:
     augment: str
     resolved: Resolved
     notices: list[str] = field(default_factory=list)
-    # Whether the labels trained on are strokes (engine.training.data.are_strokes): it sets the
-    # loss's class weights.
-    strokes: bool = False
     confident_pixels: int = 0  # predicted pixels trained on as labels (engine.training.confident)
 
 
@@ -165,10 +162,9 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     confident_pixels = 0
     if strokes and predictions and config.confident_labels:
         from engine.training.confident import CONFIDENT, fill_confident
-        from engine.training.holdout import FRACTION
 
-        share = FRACTION if config.val_fraction is None else float(config.val_fraction)
-        train, filled = fill_confident(train, predictions, num_classes, share)
+        train, filled = fill_confident(train, predictions, num_classes,
+                                       validation_share(config.val_fraction))
         confident_pixels = filled.pixels
 
     torch.manual_seed(config.seed)  # the same initial weights on every process
@@ -206,8 +202,7 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     return Prepared(config=config, classes=classes, train=train, val=val, channels=channels,
                     model=model, normalization=normalization, init_kind=kind, init_from=init_from,
                     device=device, dist=dist, augment=choose_augment(config.augment, examples),
-                    resolved=resolved, notices=notices, strokes=are_strokes(train),
-                    confident_pixels=confident_pixels)
+                    resolved=resolved, notices=notices, confident_pixels=confident_pixels)
 
 
 def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes: int,

@@ -242,7 +242,7 @@ class TrainingPanel(QWidget):
         if last is not None:
             self.init_combo.addItem(INIT_LABELS["last"], "last")
             self.init_combo.setItemData(0, f"Fine-tune run {last[0]}", Qt.ItemDataRole.ToolTipRole)
-        self.init_combo.addItem(PRETRAINED_LABELS.get(model, INIT_LABELS["pretrained"]), "pretrained")
+        self.init_combo.addItem(start_label("pretrained", model), "pretrained")
         self.init_combo.addItem(INIT_LABELS["scratch"], "scratch")
         self.init_combo.addItem(f"From {Path(self._init_file).name}" if self._init_file
                                 else INIT_LABELS["file"], "file")
