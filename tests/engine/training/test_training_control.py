@@ -65,6 +65,22 @@ def test_epoch_budget_runs_exactly_its_steps_and_validates(small, tmp_path):
     assert (tmp_path / "metrics.json").is_file()
 
 
+def test_states_of_the_first_half_are_never_kept_however_they_score(small, tmp_path, monkeypatch):
+    # Validation every epoch, scripted to favour the first epoch's weights: they are scored
+    # and reported, but the run keeps the best of the states from half the budget on.
+    import engine.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "VALIDATION_SHARE", 1e9)
+    scores = iter([0.9, 0.5, 0.4, 0.3])
+    monkeypatch.setattr(_Loop, "_validate", lambda self: {"mean_iou": next(scores)})
+    events = []
+    result = train(small, ["membrane", "cell"], tiny_config(epochs=4), tmp_path, events.append)
+    reported = [e.val_metrics["mean_iou"] for e in events if isinstance(e, EpochDone)]
+    assert reported == [0.9, 0.5, 0.4, 0.3]
+    assert result.metrics["best_epoch"] == 2 and result.metrics["mean_iou"] == 0.5
+    assert load_checkpoint(result.best_checkpoint).train["epoch"] == 2
+
+
 def test_stop_is_answered_within_one_step_with_valid_checkpoints(small, tmp_path):
     stop = threading.Event()
     steps = []
