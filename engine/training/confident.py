@@ -42,6 +42,16 @@ from engine.training.holdout import FRACTION, image_key, validation_mask
 # on: 0.95.
 CONFIDENT = 0.95
 CONFIDENT_U8 = int(np.ceil(CONFIDENT * 255))
+# ... and for a prediction of a run that itself trained on filled pixels: the top of the stored
+# scale, at least 254.5 / 255. Trained on dense labels, a network is sure of nearly every pixel,
+# its mistakes included, and 95% no longer sorts them out. On membrane (sim_loop's robot), of the
+# unlabeled training pixels the round-3 models of three official runs called 95% sure, 7.6-9.7%
+# were wrong (89-91% of the pixels), against 4.4% for a round-3 model of strokes alone; at the
+# top of the scale 4.2-5.9% were (71-79% of the pixels). Round-4 runs of 120 steps taught at the
+# top of the scale scored 0.703, 0.645 and 0.680 on held-out slices, against 0.691, 0.640 and
+# 0.657 taught at 95%.
+DENSE_TEACHER = 254.5 / 255
+DENSE_TEACHER_U8 = 255
 # A filled pixel of class k is stored in the training label as PSEUDO + k (engine.training.data
 # .PSEUDO), so that the loss, the class counts and the per-pixel stage tell it from the person's
 # labels; hence at most PSEUDO classes.
@@ -60,17 +70,20 @@ class Filled:
     pixels: int
     images: int
     share: float  # of the training images' unlabeled pixels outside validation
+    strict_images: int = 0  # of ``images``, those filled at DENSE_TEACHER
 
 
 def fill_confident(train: list[Example], predictions: dict, num_classes: int,
                    val_fraction: float = FRACTION) -> tuple[list[Example], Filled]:
     """``train`` with confident predicted pixels added to each label (new label arrays; images
     shared). ``predictions``: image id -> (class map uint8, confidence uint8) as
-    ``Project.read_prediction`` returns them; an image without one, or with one that does not fit
-    (another size, a class beyond ``num_classes``), is left as it is. ``val_fraction``: the run's
-    share of validation squares, whose pixels are never filled."""
+    ``Project.read_prediction`` returns them, optionally with a third item, the least stored
+    confidence that counts for that image (default ``CONFIDENT_U8``; :func:`stored_predictions`
+    gives ``DENSE_TEACHER_U8`` for a run trained on filled pixels); an image without one, or with
+    one that does not fit (another size, a class beyond ``num_classes``), is left as it is.
+    ``val_fraction``: the run's share of validation squares, whose pixels are never filled."""
     out: list[Example] = []
-    pixels = images = open_pixels = 0
+    pixels = images = open_pixels = strict = 0
     if num_classes > PSEUDO:
         return list(train), Filled(0, 0, 0.0)
     for ex in train:
@@ -85,7 +98,8 @@ def fill_confident(train: list[Example], predictions: dict, num_classes: int,
             out.append(ex)
             continue
         classmap, confidence = usable
-        take = free & (confidence >= CONFIDENT_U8)
+        least = int(stored[2]) if len(stored) > 2 else CONFIDENT_U8
+        take = free & (confidence >= least)
         n = int(np.count_nonzero(take))
         if not n:
             out.append(ex)
@@ -95,13 +109,14 @@ def fill_confident(train: list[Example], predictions: dict, num_classes: int,
         out.append(Example(ex.name, ex.image, label, ident=ex.ident))
         pixels += n
         images += 1
-    return out, Filled(pixels, images, pixels / open_pixels if open_pixels else 0.0)
+        strict += least >= DENSE_TEACHER_U8
+    return out, Filled(pixels, images, pixels / open_pixels if open_pixels else 0.0, strict)
 
 
 def _usable(stored, shape: tuple[int, int], num_classes: int):
     if stored is None:
         return None
-    classmap, confidence = (np.asarray(a) for a in stored)
+    classmap, confidence = (np.asarray(a) for a in stored[:2])
     if classmap.shape != shape or confidence.shape != shape:
         return None
     if classmap.dtype != np.uint8 or confidence.dtype != np.uint8:
@@ -124,8 +139,10 @@ CORRECTED = "trained_on_corrections"
 
 
 def stored_predictions(project, records) -> dict:
-    """image id -> the stored (class map, confidence) of each of these image records whose
-    prediction was made by one of the project's runs trained on corrections (``CORRECTED``).
+    """image id -> the stored (class map, confidence, least confidence that counts) of each of
+    these image records whose prediction was made by one of the project's runs trained on
+    corrections (``CORRECTED``); the least is ``DENSE_TEACHER_U8`` where that run itself trained
+    on filled pixels (its config's ``confident_pixels``), else ``CONFIDENT_U8``.
 
     Why not every prediction: a first model, trained on scribbles before anyone saw what it
     makes of them, is sure of much that is wrong. On membrane (sim_loop's robot) 12.5% of the
@@ -137,17 +154,20 @@ def stored_predictions(project, records) -> dict:
     lists, is not trusted either."""
     from engine.errors import UserError
 
-    trusted: dict[str, bool] = {}
+    least: dict[str, int] = {}
     for run in project.runs():
-        trusted[run.name] = bool((run.config or {}).get(CORRECTED))
+        config = run.config or {}
+        if config.get(CORRECTED):
+            dense = isinstance(config.get("confident_pixels"), int) and config["confident_pixels"] > 0
+            least[run.name] = DENSE_TEACHER_U8 if dense else CONFIDENT_U8
     out = {}
     for record in records:
-        if not trusted.get(record.prediction_run or "", False):
+        if (record.prediction_run or "") not in least:
             continue
         try:
             stored = project.read_prediction(record.id)
         except UserError:
             continue  # a damaged prediction file: the run trains without it, as with none
         if stored is not None:
-            out[record.id] = stored
+            out[record.id] = (*stored, least[record.prediction_run])
     return out

@@ -161,7 +161,7 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     strokes = are_strokes(examples)
     confident_pixels = 0
     if strokes and predictions and config.confident_labels:
-        from engine.training.confident import CONFIDENT, fill_confident
+        from engine.training.confident import CONFIDENT, DENSE_TEACHER, fill_confident
 
         train, filled = fill_confident(train, predictions, num_classes,
                                        validation_share(config.val_fraction))
@@ -194,8 +194,10 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     if confident_pixels:
         notices.append(f"{filled.share:.0%} of the pixels you left unlabeled on {filled.images} "
                        f"image{'s' if filled.images != 1 else ''} train as the last prediction "
-                       f"you saw there, where it was at least {CONFIDENT:.0%} sure (your strokes "
-                       "always win; validation uses your labels only)")
+                       f"you saw there, where it was at least {CONFIDENT:.0%} sure"
+                       + (f" ({DENSE_TEACHER:.1%} for a model that had itself learnt from "
+                          "predictions)" if filled.strict_images else "")
+                       + "; your strokes always win and validation uses your labels only")
     if normalization is None:
         normalization = fit_normalization((ex.image for ex in train), channels, seed=config.seed)
     resolved = resolve_config(config, getattr(model, "maskloop_options", options), device.type, kind)

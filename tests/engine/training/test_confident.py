@@ -165,5 +165,19 @@ def test_a_project_run_on_strokes_trusts_predictions_of_runs_trained_on_correcti
         assert pixels == int(((project.read_label(ids[0]) == UNLABELED) & ~held).sum())
         assert any("on 1 image train as the last prediction you saw" in n for n in notices)
 
+        # The third run trained on filled pixels: its prediction counts only at the top of
+        # the scale (a model trained on dense labels is sure of its mistakes too).
+        assert pixels > 0
+        almost = np.full((128, 128), 254, np.uint8)
+        almost[:64] = 255
+        project.write_prediction(ids[0], ones, almost, third.run, 0.0)
+        notices.clear()
+        fourth = train_project(project, _config(), collect)
+        top = ((project.read_label(ids[0]) == UNLABELED) & ~held)
+        top[64:] = False
+        assert project.run(fourth.run).config["confident_pixels"] == int(top.sum()) > 0
+        assert any("99.8% for a model that had itself learnt from predictions" in n
+                   for n in notices)
+
         off = train_project(project, _config(confident_labels=False))
         assert project.run(off.run).config["confident_pixels"] == 0
