@@ -19,7 +19,8 @@ the boundary where it was wrong. A pixel gets its predicted class as a label whe
   the person's labels only and no pseudo-label is trained on there either,
 - the prediction's confidence is at least ``CONFIDENT``: a model's probabilities near the top
   are right far more often than its middling ones, and a wrong region the person corrected
-  keeps its unsure edges out of training,
+  keeps its unsure edges out of training; ``DENSE_TEACHER`` for a model that itself trained on
+  filled pixels, since dense labels made it sure of its mistakes too,
 - the prediction was made by a run whose own labels already held corrections
   (:func:`stored_predictions`): a first model, trained on scribbles alone, is sure of too much
   that is wrong.
