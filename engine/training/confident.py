@@ -52,7 +52,7 @@ CONFIDENT_U8 = int(np.ceil(CONFIDENT * 255))
 # top of the scale scored 0.703, 0.645 and 0.680 on held-out slices, against 0.691, 0.640 and
 # 0.657 taught at 95%.
 DENSE_TEACHER = 254.5 / 255
-DENSE_TEACHER_U8 = 255
+DENSE_TEACHER_U8 = int(np.ceil(DENSE_TEACHER * 255))
 # A filled pixel of class k is stored in the training label as PSEUDO + k (engine.training.data
 # .PSEUDO), so that the loss, the class counts and the per-pixel stage tell it from the person's
 # labels; hence at most PSEUDO classes.
@@ -137,6 +137,8 @@ def saw_predictions(records) -> bool:
 
 # The run config key that says whether the run's labels held corrections (:func:`saw_predictions`).
 CORRECTED = "trained_on_corrections"
+# The run config key that holds how many pixels the run filled (:func:`fill_confident`).
+FILLED = "confident_pixels"
 
 
 def stored_predictions(project, records) -> dict:
@@ -159,7 +161,7 @@ def stored_predictions(project, records) -> dict:
     for run in project.runs():
         config = run.config or {}
         if config.get(CORRECTED):
-            dense = isinstance(config.get("confident_pixels"), int) and config["confident_pixels"] > 0
+            dense = isinstance(config.get(FILLED), int) and config[FILLED] > 0
             least[run.name] = DENSE_TEACHER_U8 if dense else CONFIDENT_U8
     out = {}
     for record in records:

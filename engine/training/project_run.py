@@ -66,7 +66,7 @@ def train_project(project, config: TrainConfig, callback=None,
                         "(or import masks) before training", project.path)
     check_feasible(config, examples, project.path)
     last = last_checkpoint_for(project, config.model) if config.init == "last" else None
-    from engine.training.confident import CORRECTED, saw_predictions, stored_predictions
+    from engine.training.confident import CORRECTED, FILLED, saw_predictions, stored_predictions
 
     records = project.labeled_images()  # the images snapshot_examples read
     corrected = saw_predictions(records)
@@ -83,7 +83,7 @@ def train_project(project, config: TrainConfig, callback=None,
                       "batch_size": prepared.resolved.batch_size, "lr": prepared.resolved.lr,
                       "minutes": prepared.resolved.minutes, "augment": prepared.augment,
                       "world_size": dist.world,
-                      "confident_pixels": prepared.confident_pixels, CORRECTED: corrected,
+                      FILLED: prepared.confident_pixels, CORRECTED: corrected,
                       "train_image_ids": [ex.ident for ex in prepared.train],
                       "val_image_ids": sorted({ex.ident for ex in prepared.val})}
         run_name = project.new_run(config.model, run_config).name
