@@ -37,6 +37,9 @@ class Prepared:
     resolved: Resolved
     notices: list[str] = field(default_factory=list)
     confident_pixels: int = 0  # predicted pixels trained on as labels (engine.training.confident)
+    # The labels are strokes (engine.training.data.are_strokes): validation then scores a few
+    # strokes, too few to rank the states of one run (engine.training.trainer._Loop._end_epoch).
+    strokes: bool = False
 
 
 def normalize_classes(classes) -> list[dict[str, Any]]:
@@ -204,7 +207,8 @@ def prepare(examples: list[Example], classes, config: TrainConfig,
     return Prepared(config=config, classes=classes, train=train, val=val, channels=channels,
                     model=model, normalization=normalization, init_kind=kind, init_from=init_from,
                     device=device, dist=dist, augment=choose_augment(config.augment, examples),
-                    resolved=resolved, notices=notices, confident_pixels=confident_pixels)
+                    resolved=resolved, notices=notices, confident_pixels=confident_pixels,
+                    strokes=strokes)
 
 
 def _from_checkpoint(path: Path, config: TrainConfig, options: dict, num_classes: int,

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from training_data import make_project, membrane_examples
+from training_data import make_project, membrane_examples, sparse_strokes
 
 from engine.checkpoint import load_checkpoint
 from engine.errors import UserError
@@ -25,6 +25,7 @@ from engine.training import (
     train,
     train_project,
 )
+from engine.training.data import are_strokes
 from engine.training.trainer import _Loop
 
 TINY = {"base": 8, "depth": 3}  # a U-Net that steps in milliseconds
@@ -79,6 +80,27 @@ def test_states_of_the_first_half_are_never_kept_however_they_score(small, tmp_p
     assert reported == [0.9, 0.5, 0.4, 0.3]
     assert result.metrics["best_epoch"] == 2 and result.metrics["mean_iou"] == 0.5
     assert load_checkpoint(result.best_checkpoint).train["epoch"] == 2
+
+
+def test_on_strokes_the_run_keeps_its_end_however_its_epochs_score(small, tmp_path, monkeypatch):
+    # Strokes: validation every epoch, scripted to favour epoch 3 of 4 (from the settled half,
+    # so masks would keep it). The scores are reported; the run's model is its end.
+    import engine.training.trainer as trainer
+
+    strokes = [Example(ex.name, ex.image, sparse_strokes(ex.label, 20, seed=i))
+               for i, ex in enumerate(small)]
+    assert are_strokes(strokes)
+    monkeypatch.setattr(trainer, "VALIDATION_SHARE", 1e9)
+    scores = iter([0.9, 0.5, 0.8, 0.3])
+    monkeypatch.setattr(_Loop, "_validate", lambda self: {"mean_iou": next(scores)})
+    events = []
+    result = train(strokes, ["membrane", "cell"], tiny_config(epochs=4), tmp_path, events.append)
+    assert [e.val_metrics["mean_iou"] for e in events if isinstance(e, EpochDone)] == [0.9, 0.5, 0.8, 0.3]
+    assert result.metrics["best_epoch"] == 4 and result.metrics["mean_iou"] == 0.3
+    kept, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.checkpoint)
+    assert kept.train["epoch"] == 4
+    for name, value in last.state_dict.items():
+        assert torch.equal(kept.state_dict[name], value), name
 
 
 def test_stop_is_answered_within_one_step_with_valid_checkpoints(small, tmp_path):
