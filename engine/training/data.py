@@ -134,9 +134,10 @@ STROKES_BELOW = 0.5
 
 def are_strokes(examples: list[Example]) -> bool:
     """Whether the labels are strokes (scribbles, corrections) rather than masks: under half of
-    the labeled images' pixels carry a label. Two things change with it: class weights
-    (:func:`loss_class_weights`) and whether a new run continues from the last one
-    (engine.training.setup.prepare)."""
+    the labeled images' pixels carry a label. Three things change with it: class weights
+    (:func:`loss_class_weights`), whether a new run continues from the last one
+    (engine.training.setup.prepare), and which validated state a run keeps
+    (engine.training.trainer._Loop._keeps_epochs)."""
     labeled = area = 0
     for ex in examples:
         n = int(np.count_nonzero(ex.label != UNLABELED))
