@@ -335,8 +335,9 @@ class _Loop(LoopBase):
         round-2 run (strokes alone) kept its epoch 3 of 4-5, and its last weights scored
         higher on the held-out slices in all eight: by 0.006-0.034, 0.015 on average
         (0.652-0.683 kept, 0.676-0.692 last). In rounds 3 and 4 the last weights were as good
-        on average (+0.000 and +0.002), in round 1 0.002 worse; in eleven 120-step round-4
-        runs they were never worse than the state validation picked, and up to 0.019 better.
+        on average (-0.000 and +0.002), in round 1 0.001 worse; in fourteen round-4 runs of
+        120-240 steps they were never worse than the state validation picked, and up to 0.020
+        better.
         With masks the squares are dense and validation ranks states well."""
         return not self.p.strokes
 
