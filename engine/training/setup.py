@@ -38,7 +38,7 @@ class Prepared:
     notices: list[str] = field(default_factory=list)
     confident_pixels: int = 0  # predicted pixels trained on as labels (engine.training.confident)
     # The labels are strokes (engine.training.data.are_strokes): validation then scores a few
-    # strokes, too few to rank the states of one run (engine.training.trainer._Loop._end_epoch).
+    # strokes, too few to rank the states of one run (engine.training.trainer._Loop._keeps_epochs).
     strokes: bool = False
 
 
