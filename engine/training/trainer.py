@@ -369,8 +369,11 @@ class _Loop(LoopBase):
                 metrics = self._validate()
             except StopRequested:
                 r.stopped = True
-        elif p.val and r.step == r.judged_step and not self._keeps_epochs():
-            metrics = r.last_metrics  # the end was validated at its epoch's end, not yet offered
+        elif p.val and r.step == r.judged_step:
+            # The end was validated at its epoch's end, where it may not have been offered (on
+            # strokes, or before SETTLED): offered again it changes nothing, and the end of
+            # every run stays a candidate.
+            metrics = r.last_metrics
         if metrics is not None:
             r.last_metrics = metrics
             r.best.offer(metrics, r.epoch, lambda: None)  # None: the current weights

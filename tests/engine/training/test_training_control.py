@@ -103,6 +103,27 @@ def test_on_strokes_the_run_keeps_its_end_however_its_epochs_score(small, tmp_pa
         assert torch.equal(kept.state_dict[name], value), name
 
 
+def test_a_run_stopped_right_after_validating_early_keeps_its_end_if_it_beat_the_start(
+        small, tmp_path, monkeypatch):
+    # A continued model (masks) scores 0.5 as it starts; epoch 1 of 4, in the first half of the
+    # budget, scores 0.7, and the person stops the run there. The end is always a candidate.
+    import engine.training.trainer as trainer
+
+    first = train(small, ["membrane", "cell"], tiny_config(epochs=1), tmp_path / "first")
+    monkeypatch.setattr(trainer, "VALIDATION_SHARE", 1e9)
+    scores = iter([0.5, 0.7])
+    monkeypatch.setattr(_Loop, "_validate", lambda self: {"mean_iou": next(scores)})
+    stop = threading.Event()
+    result = train(small, ["membrane", "cell"], tiny_config(epochs=4), tmp_path / "second",
+                   lambda e: stop.set() if isinstance(e, EpochDone) else None, stop,
+                   last_checkpoint=first.checkpoint)
+    assert result.stopped and result.metrics["epochs"] == 1
+    assert result.metrics["best_epoch"] == 1 and result.metrics["mean_iou"] == 0.7
+    kept, last = load_checkpoint(result.best_checkpoint), load_checkpoint(result.checkpoint)
+    for name, value in last.state_dict.items():
+        assert torch.equal(kept.state_dict[name], value), name
+
+
 def test_stop_is_answered_within_one_step_with_valid_checkpoints(small, tmp_path):
     stop = threading.Event()
     steps = []
